@@ -1,0 +1,121 @@
+"""Sightings: the frames of one pseudonymous device within one short window.
+
+The edge never sends single frames. Frames are folded per (key epoch, window
+start, pseudonym) into a count, max and mean RSSI, channel, randomised flag,
+IE fingerprint and the first/last 802.11 sequence numbers (the latter let the
+cloud link a phone's successive random MACs by sequence-number continuity).
+
+A window stays open for one extra window length after the stream has moved
+past it, so slightly reordered frames still land in it. A frame older than
+every open window is never dropped: it opens its own window, which closes at
+the next step, so frame counts always add up.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from shared.protocol import SightingRow
+
+# Accumulator slots (a list, mutated in place: cheaper than an object per frame).
+_FRAMES, _RSSI_MAX, _RSSI_SUM, _RSSI_COUNT, _CHANNEL, _RANDOMIZED, _FINGERPRINT, _SEQ_FIRST, _SEQ_LAST = range(9)
+
+
+class ClosedWindow(NamedTuple):
+    """Sightings of one window, ready for a batch of that key epoch."""
+
+    epoch: int
+    window_s: int
+    rows: list[SightingRow]
+
+
+class SightingAggregator:
+    """Folds probe requests into per-window sightings and closes windows as time moves on."""
+
+    def __init__(self, window_s: int = 10) -> None:
+        if window_s < 1:
+            raise ValueError("window_s must be at least 1")
+        self.window_s = window_s
+        self._open: dict[tuple[int, int], dict[int, list]] = {}
+        self._newest_start_s = -1
+
+    def add(
+        self,
+        epoch: int,
+        timestamp_s: float,
+        pseudonym: int,
+        rssi_dbm: int | None,
+        channel: int | None,
+        randomized: bool,
+        fingerprint: int,
+        sequence_number: int | None,
+    ) -> None:
+        window_s = self.window_s
+        start_s = int(timestamp_s // window_s) * window_s
+        window = self._open.get((epoch, start_s))
+        if window is None:
+            window = self._open[(epoch, start_s)] = {}
+            if start_s > self._newest_start_s:
+                self._newest_start_s = start_s
+        acc = window.get(pseudonym)
+        if acc is None:
+            window[pseudonym] = [
+                1,
+                rssi_dbm,
+                rssi_dbm or 0,
+                0 if rssi_dbm is None else 1,
+                channel or 0,
+                randomized,
+                fingerprint,
+                sequence_number,
+                sequence_number,
+            ]
+            return
+        acc[_FRAMES] += 1
+        if rssi_dbm is not None:
+            if acc[_RSSI_MAX] is None or rssi_dbm > acc[_RSSI_MAX]:
+                acc[_RSSI_MAX] = rssi_dbm
+            acc[_RSSI_SUM] += rssi_dbm
+            acc[_RSSI_COUNT] += 1
+        if sequence_number is not None:
+            if acc[_SEQ_FIRST] is None:
+                acc[_SEQ_FIRST] = sequence_number
+            acc[_SEQ_LAST] = sequence_number
+
+    def close_ready(self) -> list[ClosedWindow]:
+        """Close windows the stream has left behind by more than one window length."""
+        return self._close(lambda start_s: start_s < self._newest_start_s - self.window_s)
+
+    def close_before(self, timestamp_s: float) -> list[ClosedWindow]:
+        """Close windows that ended before ``timestamp_s`` (wall clock, for quiet periods)."""
+        return self._close(lambda start_s: start_s + self.window_s <= timestamp_s)
+
+    def close_all(self) -> list[ClosedWindow]:
+        return self._close(lambda start_s: True)
+
+    @property
+    def open_windows(self) -> int:
+        return len(self._open)
+
+    def _close(self, is_due) -> list[ClosedWindow]:
+        due = sorted(key for key in self._open if is_due(key[1]))
+        closed = []
+        for epoch, start_s in due:
+            window = self._open.pop((epoch, start_s))
+            rows = [
+                SightingRow(
+                    start_s,
+                    pseudonym,
+                    acc[_FRAMES],
+                    acc[_RSSI_MAX],
+                    round(acc[_RSSI_SUM] / acc[_RSSI_COUNT], 2) if acc[_RSSI_COUNT] else None,
+                    acc[_CHANNEL],
+                    acc[_RANDOMIZED],
+                    acc[_FINGERPRINT],
+                    acc[_SEQ_FIRST],
+                    acc[_SEQ_LAST],
+                )
+                for pseudonym, acc in window.items()
+            ]
+            closed.append(ClosedWindow(epoch, self.window_s, rows))
+        return closed
