@@ -1,0 +1,137 @@
+"""Typed collector configuration with the defaults beside the fields.
+
+Loaded from YAML by :func:`load_collector_config`; every section and key is
+optional, so an empty file (or no file) means "all defaults". The database
+DSN may come from the ``FOOTFALL_DATABASE_DSN`` environment variable instead,
+so a systemd credential or container secret never has to sit in the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.config import ConfigError, load_config
+from shared.topics import is_valid_id
+
+DSN_ENVIRONMENT_VARIABLE = "FOOTFALL_DATABASE_DSN"
+
+
+def _positive(value: float, key: str) -> None:
+    if value <= 0:
+        raise ValueError(f"{key} must be greater than 0, got {value}")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    dsn: str = field(
+        default="postgresql://footfall@localhost:5432/footfall",
+        metadata={"help": f"a libpq URL such as postgresql://user@host:5432/db (or set {DSN_ENVIRONMENT_VARIABLE})"},
+    )
+    #: Connections kept open; the commit path uses one at a time, the rest serve health checks and refreshes.
+    pool_size: int = 4
+
+    def __post_init__(self) -> None:
+        _positive(self.pool_size, "pool_size")
+        if not self.dsn.startswith(("postgresql://", "postgres://")):
+            raise ValueError("dsn must start with postgresql://")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "localhost"
+    port: int = 1883
+    #: Must be stable across restarts: the broker keeps the session (and queued messages) under this ID.
+    client_id: str = "footfall-collector"
+    #: MQTT 5 shared subscription group so several collectors split the batches; None = plain subscription.
+    shared_group: str | None = None
+    #: Most unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum): flow control.
+    receive_maximum: int = 1000
+    keepalive_s: int = 30
+    #: How long the broker keeps our session and queues messages while the collector is away.
+    session_expiry_s: int = 7 * 24 * 3600
+    #: Reconnect backoff: doubles from min to max, each delay randomised ±50 % so collectors do not stampede.
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"mqtt.port must be 1-65535, got {self.port}")
+        if not 1 <= self.receive_maximum <= 65535:
+            raise ValueError(f"mqtt.receive_maximum must be 1-65535, got {self.receive_maximum}")
+        if not self.client_id:
+            raise ValueError("mqtt.client_id must not be empty")
+        if self.shared_group is not None and not is_valid_id(self.shared_group):
+            raise ValueError("mqtt.shared_group must be 1-64 characters from A-Z a-z 0-9 _ -")
+        for key in ("keepalive_s", "session_expiry_s", "reconnect_min_s", "reconnect_max_s"):
+            _positive(getattr(self, key), f"mqtt.{key}")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("mqtt.reconnect_max_s must not be below mqtt.reconnect_min_s")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    #: A commit group closes at this many messages ...
+    flush_max_messages: int = 500
+    #: ... or this long after its first message, whichever comes first.
+    flush_interval_ms: int = 50
+
+    def __post_init__(self) -> None:
+        _positive(self.flush_max_messages, "ingest.flush_max_messages")
+        if self.flush_interval_ms < 0:
+            raise ValueError("ingest.flush_interval_ms must not be negative")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (tests); the bound port is on CollectorService.http_port.
+    port: int = 8080
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"http.port must be 0-65535, got {self.port}")
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+
+
+def load_collector_config(
+    path: Path | str | None,
+    environ: Mapping[str, str] = os.environ,
+) -> CollectorConfig:
+    """Read ``path`` (or take the defaults when ``None``) and apply the environment override."""
+    config = load_config(path, CollectorConfig) if path is not None else CollectorConfig()
+    dsn = environ.get(DSN_ENVIRONMENT_VARIABLE)
+    if dsn:
+        config = with_dsn(config, dsn, source=DSN_ENVIRONMENT_VARIABLE)
+    return config
+
+
+def with_dsn(config: CollectorConfig, dsn: str, source: str = "--dsn") -> CollectorConfig:
+    """A copy of ``config`` pointing at another database (``source`` names where the DSN came from)."""
+    try:
+        database = dataclasses.replace(config.database, dsn=dsn)
+    except ValueError as exc:
+        raise ConfigError(source, "database.dsn", str(exc)) from None
+    return dataclasses.replace(config, database=database)
+
+
+__all__ = [
+    "CollectorConfig",
+    "ConfigError",
+    "DatabaseConfig",
+    "HttpConfig",
+    "IngestConfig",
+    "MqttConfig",
+    "load_collector_config",
+    "with_dsn",
+]

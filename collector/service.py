@@ -1,0 +1,302 @@
+"""The collector process: consumer → ingest → writer → acks, plus the HTTP endpoints.
+
+In-process (tests, the demo)::
+
+    async with CollectorService(config) as service:   # migrated, HTTP up, consumer started
+        ...                                           # service.http_port, service.state
+    # leaving the block stops it gracefully
+
+As a process: ``footfall-collector run --config collector.yaml`` (or
+``python -m collector run …``), which calls :func:`run_service`.
+
+Shutdown (SIGTERM/SIGINT or :meth:`CollectorService.request_stop`): no new
+group is started, the group being committed finishes and is acked, device
+acks are flushed, the MQTT connection is closed with a DISCONNECT (the
+broker keeps the session and queues what arrives meanwhile), exit 0. A group
+whose commit is waiting for an unreachable database is abandoned unacked; the
+broker redelivers it to the next collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import TracebackType
+
+import asyncpg
+from aiohttp import web
+
+from collector.config import CollectorConfig
+from collector.consumer import Backoff, InboundMessage, MqttConsumer
+from collector.db.migrate import apply_migrations
+from collector.db.writer import TRANSIENT_ERRORS, CommitAbandoned, CommitResult, GroupItem, Writer
+from collector.ingest import Reject, ingest_batch, ingest_status
+from collector.registry import DeviceRegistry
+from collector.state import CollectorState, ConnectionState
+from collector.web import create_app
+from shared.topics import parse_topic
+
+log = logging.getLogger(__name__)
+
+DATABASE_CHECK_INTERVAL_S = 2.0
+#: Rejects that a registry refresh may cure (just enrolled, or key rotated).
+_REGISTRY_REASONS = frozenset({"unknown_device", "bad_signature"})
+
+
+class ServiceStopped(Exception):
+    """Stop was requested before the service finished starting."""
+
+
+class CollectorService:
+    """One collector: owns the pool, the consumer, the pipeline task and the HTTP server."""
+
+    def __init__(self, config: CollectorConfig, *, migrate: bool = True) -> None:
+        self.config = config
+        self.state = CollectorState()
+        self._migrate = migrate
+        self._registry = DeviceRegistry()
+        self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._pool: asyncpg.Pool | None = None
+        self._writer: Writer | None = None
+        self._consumer: MqttConsumer | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_port: int | None = None
+        #: Set when a background task died of a bug; run_service then exits 1.
+        self.failed = False
+
+    async def __aenter__(self) -> CollectorService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, _type: type[BaseException] | None, _error: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Serve HTTP, wait for the database (migrating it), then start consuming.
+
+        Raises :class:`~collector.db.migrate.MigrationError` when the schema cannot be
+        brought up to date, :class:`ServiceStopped` when stopped while waiting.
+        """
+        await self._start_http()
+        self._pool = await asyncpg.create_pool(
+            self.config.database.dsn, min_size=0, max_size=self.config.database.pool_size, command_timeout=60
+        )
+        self._writer = Writer(self._pool, self.state)
+        await self._prepare_database()
+        loop = asyncio.get_running_loop()
+        self._consumer = MqttConsumer(self.config.mqtt, loop, self._receive, self._set_broker_state)
+        self._consumer.start()
+        self._tasks = [
+            asyncio.create_task(self._pipeline(), name="collector-pipeline"),
+            asyncio.create_task(self._watch_database(), name="collector-database-check"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
+        log.info("collector=started http_port=%s", self.http_port)
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop (safe from a signal handler)."""
+        self._stopping.set()
+
+    async def wait_stop_requested(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Finish the current group, ack it, disconnect, close everything. Idempotent."""
+        self._stopping.set()
+        pipeline = self._tasks[0] if self._tasks else None
+        if pipeline is not None:
+            await asyncio.wait([pipeline])
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._consumer is not None:
+            await asyncio.to_thread(self._consumer.stop)
+            self._consumer = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 5)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
+        log.info("collector=stopped")
+
+    # ------------------------------------------------------------------ startup pieces
+
+    async def _start_http(self) -> None:
+        self._runner = web.AppRunner(create_app(self.state), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        await site.start()
+        self.http_port = self._runner.addresses[0][1]
+
+    async def _prepare_database(self) -> None:
+        assert self._pool is not None
+        backoff = Backoff(0.2, 5.0)
+        while True:
+            try:
+                async with self._pool.acquire() as connection:
+                    if self._migrate:
+                        applied = await apply_migrations(connection)
+                        log.info("migrations=%s", ",".join(applied) or "up_to_date")
+                    await self._registry.refresh(connection)
+                self.state.database = ConnectionState.CONNECTED
+                return
+            except TRANSIENT_ERRORS as error:
+                self.state.database = ConnectionState.DISCONNECTED
+                delay_s = backoff.next_delay_s()
+                log.warning("database=unavailable error=%s retry_in_s=%.1f", type(error).__name__, delay_s)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay_s)
+                raise ServiceStopped()
+            except TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ callbacks from the consumer
+
+    def _receive(self, message: InboundMessage) -> None:
+        self.state.messages_received += 1
+        self.state.pending_messages += 1
+        self._queue.put_nowait(message)
+
+    def _set_broker_state(self, state: ConnectionState) -> None:
+        self.state.broker = state
+
+    # ------------------------------------------------------------------ the pipeline
+
+    async def _pipeline(self) -> None:
+        while not self._stopping.is_set():
+            group = await self._next_group()
+            if group:
+                await self._process(group)
+
+    async def _next_group(self) -> list[InboundMessage]:
+        """Wait for a first message, then gather more until the group is full or the flush interval ends."""
+        stop = asyncio.ensure_future(self._stopping.wait())
+        first = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait([stop, first], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not first.done() or self._stopping.is_set():
+            first.cancel()
+            return []  # a message taken now stays unacked: the broker redelivers it
+        group = [first.result()]
+        loop = asyncio.get_running_loop()
+        deadline_s = loop.time() + self.config.ingest.flush_interval_ms / 1000
+        while len(group) < self.config.ingest.flush_max_messages:
+            if self._queue.empty():
+                remaining_s = deadline_s - loop.time()
+                if remaining_s <= 0 or self._stopping.is_set():
+                    break
+                try:
+                    group.append(await asyncio.wait_for(self._queue.get(), remaining_s))
+                except TimeoutError:
+                    break
+            else:
+                group.append(self._queue.get_nowait())
+        return group
+
+    async def _process(self, group: list[InboundMessage]) -> None:
+        assert self._writer is not None and self._consumer is not None
+        items = await self._ingest(group)
+        try:
+            result = await self._writer.commit_group(items, self._stopping)
+        except CommitAbandoned:
+            log.warning("group=abandoned messages=%d reason=stopping_while_database_down", len(group))
+            return
+        self._account(result)
+        for (site_id, device_id), acked_seq in result.watermarks.items():
+            self._consumer.publish_device_ack(site_id, device_id, acked_seq)
+        for message in group:
+            self._consumer.ack(message)
+        self.state.pending_messages -= len(group)
+
+    async def _ingest(self, group: list[InboundMessage]) -> list[GroupItem]:
+        items = [self._ingest_one(message) for message in group]
+        if self._registry.may_refresh() and any(
+            isinstance(item, Reject) and item.reason in _REGISTRY_REASONS for item in items
+        ):
+            assert self._pool is not None
+            try:
+                await self._registry.refresh(self._pool)
+            except TRANSIENT_ERRORS as error:
+                log.warning("registry=refresh_failed error=%s", type(error).__name__)
+            else:
+                items = [
+                    self._ingest_one(message)
+                    if isinstance(item, Reject) and item.reason in _REGISTRY_REASONS
+                    else item
+                    for message, item in zip(group, items)
+                ]
+        return items
+
+    def _ingest_one(self, message: InboundMessage) -> GroupItem:
+        parsed = parse_topic(message.topic)
+        if parsed is not None and parsed.kind == "status":
+            return ingest_status(message.topic, message.payload, message.received_at_s)
+        return ingest_batch(message.topic, message.payload, message.received_at_s, self._registry.verifier)
+
+    def _account(self, result: CommitResult) -> None:
+        state = self.state
+        state.batches_committed += result.new_batches
+        state.duplicates += result.duplicates
+        state.status_updates += result.status_updates
+        state.rows_committed.update(result.rows)
+        for reject in result.rejects:
+            state.rejected[reject.reason] += 1
+            log.warning(
+                "reject=%s site=%s device=%s seq=%s detail=%r",
+                reject.reason, reject.site_id, reject.device_id, reject.batch_seq, reject.detail,
+            )  # fmt: skip
+        log.debug(
+            "group=committed batches=%d duplicates=%d rejects=%d rows=%d",
+            result.new_batches, result.duplicates, len(result.rejects), sum(result.rows.values()),
+        )  # fmt: skip
+
+    async def _watch_database(self) -> None:
+        """Keep ``state.database`` honest while no commits happen, for /readyz."""
+        assert self._pool is not None
+        while True:
+            await asyncio.sleep(DATABASE_CHECK_INTERVAL_S)
+            try:
+                async with self._pool.acquire(timeout=DATABASE_CHECK_INTERVAL_S) as connection:
+                    await connection.fetchval("SELECT 1", timeout=DATABASE_CHECK_INTERVAL_S)
+            except TRANSIENT_ERRORS:
+                self.state.database = ConnectionState.DISCONNECTED
+            else:
+                self.state.database = ConnectionState.CONNECTED
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("task=%s crashed", task.get_name(), exc_info=task.exception())
+        self.failed = True
+        self._stopping.set()
+
+
+async def run_service(config: CollectorConfig, *, migrate: bool = True) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code (0 clean, 1 failed)."""
+    service = CollectorService(config, migrate=migrate)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, service.request_stop)
+    try:
+        await service.start()
+        await service.wait_stop_requested()
+    except ServiceStopped:
+        pass
+    finally:
+        await service.stop()
+    return 1 if service.failed else 0

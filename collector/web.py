@@ -1,0 +1,80 @@
+"""HTTP for operators and orchestrators: liveness, readiness and Prometheus metrics.
+
+Handlers only translate the one :class:`~collector.state.CollectorState` the
+service keeps (stored on the app under :data:`STATE_KEY`) into HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from collector.state import CollectorState
+
+STATE_KEY = web.AppKey("state", CollectorState)
+
+
+def create_app(state: CollectorState) -> web.Application:
+    app = web.Application()
+    app[STATE_KEY] = state
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _connections(state: CollectorState) -> dict[str, str]:
+    return {"broker": state.broker.value, "database": state.database.value}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 while the process serves requests, with the connection states for humans."""
+    state = request.app[STATE_KEY]
+    uptime_s = round(time.time() - state.started_at_s, 1)
+    return web.json_response({"status": "ok", "uptime_s": uptime_s, **_connections(state)})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 only when both the broker and the database are connected, else 503."""
+    state = request.app[STATE_KEY]
+    body = {"status": "ready" if state.ready else "not ready", **_connections(state)}
+    return web.json_response(body, status=200 if state.ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=render_metrics(request.app[STATE_KEY]), content_type="text/plain", charset="utf-8")
+
+
+def render_metrics(state: CollectorState) -> str:
+    """Prometheus text exposition format 0.0.4."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP footfall_collector_{name} {help_text}")
+        lines.append(f"# TYPE footfall_collector_{name} {kind}")
+        lines.extend(f"footfall_collector_{name}{labels} {value:g}" for labels, value in samples)
+
+    metric("messages_received_total", "counter", "MQTT messages received.", [("", state.messages_received)])
+    metric("batches_committed_total", "counter", "New batches committed.", [("", state.batches_committed)])
+    metric(
+        "rows_committed_total",
+        "counter",
+        "Event rows committed, by table.",
+        [(f'{{table="{table}"}}', count) for table, count in sorted(state.rows_committed.items())],
+    )
+    metric(
+        "rejected_total",
+        "counter",
+        "Messages stored in ingest_rejects, by reason.",
+        [(f'{{reason="{reason}"}}', count) for reason, count in sorted(state.rejected.items())],
+    )
+    metric("duplicates_total", "counter", "Redelivered batches already committed.", [("", state.duplicates)])
+    metric("status_updates_total", "counter", "Device status messages applied.", [("", state.status_updates)])
+    metric("db_errors_total", "counter", "Failed commit attempts (retried).", [("", state.db_errors)])
+    metric("commit_groups_total", "counter", "Committed transactions.", [("", state.commit_groups)])
+    metric("commit_seconds_total", "counter", "Time spent in commits.", [("", state.commit_seconds_total)])
+    metric("pending_messages", "gauge", "Messages received, not yet acked.", [("", state.pending_messages)])
+    for name, connection in _connections(state).items():
+        metric(f"{name}_connected", "gauge", f"1 when the {name} is connected.", [("", connection == "connected")])
+    return "\n".join(lines) + "\n"
