@@ -1,0 +1,137 @@
+"""ingest: every kind of bad input becomes a Reject with its reason, never an exception."""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+
+from collector.ingest import Accepted, Reject, StatusUpdate, ingest_batch, ingest_status
+from shared.protocol import MAX_EVENTS_PER_BLOCK, MAX_MESSAGE_BYTES, encode_body, frame_message
+from shared.signing import DeviceSigner, load_verifier
+from shared.topics import batch_topic, status_topic
+from tests.collector.collector_helpers import DEVICE, NOW_S, SITE, make_batch, sign
+
+TOPIC = batch_topic(SITE, DEVICE)
+
+
+@pytest.fixture
+def lookup(signer: DeviceSigner):
+    verifier = load_verifier(signer.public_key_bytes)
+    return lambda site, device: verifier if (site, device) == (SITE, DEVICE) else None
+
+
+def reject_of(payload: bytes, lookup, topic: str = TOPIC) -> Reject:
+    result = ingest_batch(topic, payload, NOW_S, lookup)
+    assert isinstance(result, Reject), result
+    assert result.payload_bytes == len(payload) and len(result.payload_sha256) == 32
+    return result
+
+
+def signed_document(document: dict, signer: DeviceSigner) -> bytes:
+    """Sign an arbitrary (possibly invalid) batch document, so only its content is wrong."""
+    body = msgpack.packb(document, use_bin_type=True)
+    return msgpack.packb([1, body, signer.sign(body)], use_bin_type=True)
+
+
+def valid_document(seq: int = 1) -> dict:
+    return msgpack.unpackb(encode_body(make_batch(seq)), raw=False)
+
+
+def test_valid_batch_is_accepted(signer: DeviceSigner, lookup) -> None:
+    result = ingest_batch(TOPIC, sign(make_batch(7), signer), NOW_S, lookup)
+    assert isinstance(result, Accepted)
+    assert result.key == (SITE, DEVICE, 7) and len(result.body_sha256) == 32
+
+
+def test_random_bytes(lookup) -> None:
+    generator = random.Random(42)
+    for size in (0, 1, 7, 100, 5000):
+        payload = generator.randbytes(size)
+        assert reject_of(payload, lookup).reason in {"bad_msgpack", "bad_framing"}
+
+
+def test_truncated_msgpack(signer: DeviceSigner, lookup) -> None:
+    payload = sign(make_batch(1), signer)
+    assert reject_of(payload[: len(payload) // 2], lookup).reason == "bad_msgpack"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d.update(seq="1"), "bad_field"),
+        (lambda d: d["sightings"].update(frames=["3"] * 5), "bad_field"),
+        (lambda d: d["sightings"].update(rssi_mean=[float("nan")] * 5), "out_of_range"),
+        (lambda d: d["sightings"].update(rssi_mean=[float("inf")] * 5), "out_of_range"),
+        (lambda d: d["sightings"].update(start_s=[int(NOW_S) + 86_400] * 5), "out_of_range"),
+        (lambda d: d.update(created_at=NOW_S + 30 * 86_400), "out_of_range"),
+        (lambda d: d["sightings"].update(rssi_max=[-300] * 5), "out_of_range"),
+        (lambda d: d.update(extra=1), "bad_field"),
+        (lambda d: d.update(v=2), "out_of_range"),
+    ],
+    ids=["str-seq", "str-frames", "nan", "inf", "future-event", "future-created", "rssi-256", "unknown-key", "body-v2"],
+)
+def test_bad_content_is_rejected_even_when_signed(change, reason: str, signer: DeviceSigner, lookup) -> None:
+    document = valid_document()
+    change(document)
+    rejected = reject_of(signed_document(document, signer), lookup)
+    assert rejected.reason == reason
+    assert rejected.site_id == SITE  # known from the topic even when the body is unusable
+
+
+def test_huge_arrays(signer: DeviceSigner, lookup) -> None:
+    document = valid_document()
+    document["sightings"]["frames"] = [1] * (MAX_EVENTS_PER_BLOCK + 1)
+    assert reject_of(signed_document(document, signer), lookup).reason == "bad_msgpack"
+
+
+def test_oversize(lookup) -> None:
+    payload = msgpack.packb([1, b"x" * MAX_MESSAGE_BYTES, b"s" * 64], use_bin_type=True)
+    assert reject_of(payload, lookup).reason == "oversize"
+
+
+def test_unsupported_version(signer: DeviceSigner, lookup) -> None:
+    body = encode_body(make_batch(1))
+    payload = msgpack.packb([2, body, signer.sign(body)], use_bin_type=True)
+    assert reject_of(payload, lookup).reason == "unsupported_version"
+
+
+def test_bad_signature(lookup) -> None:
+    rejected = reject_of(sign(make_batch(4), DeviceSigner.generate()), lookup)
+    assert (rejected.reason, rejected.site_id, rejected.device_id, rejected.batch_seq) == (
+        "bad_signature", SITE, DEVICE, 4,
+    )  # fmt: skip
+
+
+def test_tampered_body(signer: DeviceSigner, lookup) -> None:
+    body = encode_body(make_batch(1))
+    signature = signer.sign(body)
+    tampered = encode_body(make_batch(2))
+    assert reject_of(frame_message(tampered, signature), lookup).reason == "bad_signature"
+
+
+def test_unknown_device(signer: DeviceSigner, lookup) -> None:
+    batch = make_batch(1, device_id="stranger")
+    rejected = reject_of(sign(batch, signer), lookup, batch_topic(SITE, "stranger"))
+    assert (rejected.reason, rejected.device_id) == ("unknown_device", "stranger")
+
+
+def test_topic_mismatch(signer: DeviceSigner, lookup) -> None:
+    rejected = reject_of(sign(make_batch(1), signer), lookup, batch_topic(SITE, "other-device"))
+    assert rejected.reason == "topic_mismatch"
+
+
+@pytest.mark.parametrize("topic", ["footfall/v1/shop1/pi1/status", "elsewhere", "footfall/v2/a/b/batch", "a\x00b"])
+def test_bad_topic(topic: str, signer: DeviceSigner, lookup) -> None:
+    rejected = reject_of(sign(make_batch(1), signer), lookup, topic)
+    assert rejected.reason == "bad_topic" and "\x00" not in rejected.topic
+
+
+def test_status_messages() -> None:
+    topic = status_topic(SITE, DEVICE)
+    update = ingest_status(topic, b'{"v": 1, "state": "online", "agent_version": "0.1.0"}', NOW_S)
+    assert isinstance(update, StatusUpdate) and update.agent_version == "0.1.0"
+    for payload in (b"not json", b'{"no": "state"}', b'{"state": "x", "n": NaN}', b'{"state": "\\u0000"}', b"[" * 50_000):
+        rejected = ingest_status(topic, payload, NOW_S)
+        assert isinstance(rejected, Reject) and rejected.reason == "bad_status", payload[:20]
