@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.wifi.probe import ProbeRequest, parse_frame
+from edge_agent.wifi.probe import ProbeRequest, SkipStats, parse_frame
 from edge_agent.wifi.pseudonym import Pseudonymiser
 from edge_agent.wifi.ratchet import KeyRatchet, StaleEpochError
 from edge_agent.wifi.sightings import ClosedWindow, SightingAggregator
@@ -42,6 +42,7 @@ class WifiPath:
         self._closed: list[ClosedWindow] = []
         self._newest_window_start_s = -1
         self.stats = WifiPathStats()
+        self.skipped = SkipStats()
 
     @classmethod
     def for_benchmark(cls, window_s: int = 10) -> "WifiPath":
@@ -51,7 +52,7 @@ class WifiPath:
 
     def add_frame(self, timestamp_s: float, linktype: int, frame: bytes) -> None:
         self.stats.frames += 1
-        probe = parse_frame(timestamp_s, linktype, frame)
+        probe = parse_frame(timestamp_s, linktype, frame, self.skipped)
         if probe is not None:
             self.add_probe(probe)
 

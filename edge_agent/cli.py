@@ -1,0 +1,146 @@
+"""``footfall-agent``: run the store device's agent, replay a capture, make keys.
+
+Exit codes: 0 success, 1 runtime failure (e.g. not everything acknowledged
+in time), 2 usage or configuration error — the message names the file, the
+key and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from edge_agent.config import AgentConfig, load_agent_config
+from edge_agent.service import AgentService
+from edge_agent.wifi.capture import ReplaySource
+from edge_agent.wifi.pcap import CaptureFormatError
+from edge_agent.wifi.ratchet import KeyRatchet, KeyStateError
+from shared.config import ConfigError
+from shared.logs import configure_logging
+from shared.signing import DeviceSigner, KeyFileError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("footfall.agent")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_agent_config(args.config)
+        configure_logging(args.log_level or config.log_level)
+        return args.handler(config, args)
+    except (ConfigError, KeyStateError, KeyFileError, CaptureFormatError) as exc:
+        print(f"footfall-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="footfall-agent", description="footfall store device agent")
+    parser.add_argument("--config", type=Path, default=Path("/etc/footfall/agent.yaml"), help="agent.yaml path")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override log_level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the agent as a service (replays wifi.replay_file when set)")
+    run.set_defaults(handler=cmd_run)
+
+    replay = commands.add_parser("replay", help="replay a pcap/pcapng capture through the real path, then exit")
+    replay.add_argument("--pcap", type=Path, required=True, help="capture file to replay")
+    replay.add_argument("--speed", default="max", help="1 = capture pace, 10 = ten times faster, max = unthrottled")
+    replay.add_argument(
+        "--wait-acked-s", type=float, default=120.0, help="how long to wait for the collector's acks before exiting"
+    )
+    replay.set_defaults(handler=cmd_replay)
+
+    keygen = commands.add_parser("keygen", help="create the device signing key and a standalone pseudonym key")
+    keygen.add_argument(
+        "--pseudonym-start",
+        type=dt.date.fromisoformat,
+        help="first day (YYYY-MM-DD) the pseudonym key must cover; default today. Use the capture's day to replay old captures",
+    )
+    keygen.add_argument("--period-s", type=int, default=86_400, help="pseudonym key period (default one day)")
+    keygen.set_defaults(handler=cmd_keygen)
+    return parser
+
+
+def _parse_speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = -1.0
+    if speed <= 0:
+        raise ConfigError("--speed", "", f"got {text!r}", "use a positive number or 'max'")
+    return speed
+
+
+def _run_replay(config: AgentConfig, capture: Path, speed: float | None, wait_acked_s: float) -> int:
+    service = AgentService(config)
+    source = ReplaySource(capture, speed=speed, stop_event=service.stop_event)
+    _stop_on_signals(service)
+    service.start()
+    try:
+        service.run_wifi(source, live=False, total_frames=None)
+    finally:
+        source.close()
+        delivered = service.close(wait_acked_s)
+    if not delivered:
+        log.error("not every batch was acknowledged within %.0f s; they stay in the spool", wait_acked_s)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_replay(config: AgentConfig, args: argparse.Namespace) -> int:
+    return _run_replay(config, args.pcap, _parse_speed(args.speed), args.wait_acked_s)
+
+
+def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
+    if config.wifi.replay_file is None:
+        raise ConfigError(
+            str(args.config),
+            "wifi.replay_file",
+            "live monitor-mode capture is not available in this version",
+            "set wifi.replay_file to a capture to replay",
+        )
+    return _run_replay(config, config.wifi.replay_file, config.wifi.replay_speed, wait_acked_s=30.0)
+
+
+def cmd_keygen(config: AgentConfig, args: argparse.Namespace) -> int:
+    key_path, state_path = config.signing_key_path, config.pseudonym_key_path
+    if key_path.exists():
+        signer = DeviceSigner.from_file(key_path)
+        print(f"signing key exists: {key_path}")
+    else:
+        signer = DeviceSigner.generate()
+        signer.save(key_path)
+        print(f"signing key written: {key_path}")
+    if state_path.exists():
+        print(f"pseudonym key exists: {state_path} (epoch {KeyRatchet.load(state_path).epoch})")
+    else:
+        start = args.pseudonym_start or dt.datetime.now(dt.timezone.utc).date()
+        start_s = dt.datetime.combine(start, dt.time(), dt.timezone.utc).timestamp()
+        ratchet = KeyRatchet.create(state_path, start_s, args.period_s)
+        print(f"pseudonym key written: {state_path} (epoch {ratchet.epoch}, period {args.period_s} s)")
+    print(f"public key: {signer.public_key_text}")
+    print(
+        "enroll it on the collector: footfall-collector device enroll "
+        f"{config.site_id} {config.device_id} --public-key {signer.public_key_text}"
+    )
+    return EXIT_OK
+
+
+def _stop_on_signals(service: AgentService) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping after the current frame", signal.Signals(signum).name)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
