@@ -68,7 +68,11 @@ class CollectorService:
         self.failed = False
 
     async def __aenter__(self) -> CollectorService:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(

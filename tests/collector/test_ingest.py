@@ -135,3 +135,27 @@ def test_status_messages() -> None:
     for payload in (b"not json", b'{"no": "state"}', b'{"state": "x", "n": NaN}', b'{"state": "\\u0000"}', b"[" * 50_000):
         rejected = ingest_status(topic, payload, NOW_S)
         assert isinstance(rejected, Reject) and rejected.reason == "bad_status", payload[:20]
+
+
+def test_mutated_messages_never_raise(signer: DeviceSigner, lookup) -> None:
+    """Flip, drop and insert bytes of a valid message: every outcome is a result, not an exception."""
+    original = bytearray(sign(make_batch(1), signer))
+    generator = random.Random(7)
+    reasons = set()
+    for _ in range(3000):
+        payload = bytearray(original)
+        for _ in range(generator.randint(1, 4)):
+            position = generator.randrange(len(payload))
+            action = generator.choice(("flip", "drop", "insert"))
+            if action == "flip":
+                payload[position] = generator.randrange(256)
+            elif action == "drop":
+                del payload[position]
+            else:
+                payload.insert(position, generator.randrange(256))
+        if payload == original:
+            continue  # the mutations cancelled out
+        result = ingest_batch(TOPIC, bytes(payload), NOW_S, lookup)
+        reasons.add(result.reason if isinstance(result, Reject) else "accepted")
+    assert "accepted" not in reasons  # the signature covers every byte of the body
+    assert {"bad_signature", "bad_msgpack"} <= reasons

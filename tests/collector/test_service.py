@@ -261,3 +261,25 @@ async def test_database_outage_while_running_recovers(
         await asyncio.to_thread(own_postgres.start)
         await eventually(lambda: last_ack(publisher) == 1)
         await eventually(lambda: service.state.ready)
+
+
+async def test_collectors_share_the_load(
+    config: CollectorConfig, publisher: MqttTestClient, signer: DeviceSigner, mqtt5_broker: Broker
+) -> None:
+    if not mqtt5_broker.shared_subscriptions:
+        pytest.skip("the broker has no shared subscriptions")
+    await enroll_with_cli(config.database.dsn, signer)
+    configs = [
+        dataclasses.replace(
+            config, mqtt=dataclasses.replace(config.mqtt, shared_group="collectors", client_id=f"{config.mqtt.client_id}-{i}")
+        )
+        for i in range(2)
+    ]
+    async with CollectorService(configs[0], migrate=False) as first, CollectorService(configs[1]) as second:
+        await eventually(lambda: first.state.ready and second.state.ready)
+        for seq in range(1, 41):
+            publisher.publish(BATCH_TOPIC, sign(make_batch(seq), signer))
+        await eventually(lambda: first.state.batches_committed + second.state.batches_committed == 40)
+        assert first.state.batches_committed > 0 and second.state.batches_committed > 0
+        # Each collector publishes the watermark it committed; the newest retained one is final.
+        await eventually(lambda: max(decode_ack(p) for p in publisher.messages.get(ACK_TOPIC, [b'{"acked_seq":0}'])) == 40)
