@@ -246,7 +246,7 @@ class Writer:
 
         result = CommitResult()
         async with self._pool.acquire() as connection, connection.transaction():
-            inserted = await connection.fetch(_INSERT_BATCHES, *_batch_columns(candidates))
+            inserted = await connection.fetch(_INSERT_BATCHES, *_batch_columns(candidates)) if candidates else []
             new_keys = {(r["site_id"], r["device_id"], r["batch_seq"]) for r in inserted}
             new = [a for a in candidates if a.key in new_keys]
             redelivered = [a for a in candidates if a.key not in new_keys] + repeats
