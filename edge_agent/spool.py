@@ -76,9 +76,9 @@ _SCHEMA = (
 class SpoolConfig:
     """Where the spool lives and how much of the disk it may use."""
 
-    path: Path = field(
-        default=Path("/var/lib/footfall/spool.sqlite3"),
-        metadata={"help": "a file in the agent's StateDirectory (it must be writable by the service user)"},
+    path: Path | None = field(
+        default=None,
+        metadata={"help": "the spool file, writable by the service user; default <state_dir>/spool.sqlite3"},
     )
     max_bytes: int = field(
         default=64 << 20,
@@ -140,8 +140,12 @@ class Spool:
         ).fetchone()
 
     @classmethod
-    def from_config(cls, config: SpoolConfig) -> "Spool":
-        return cls(config.path, config.max_bytes, config.synchronous)
+    def from_config(cls, config: SpoolConfig, default_path: Path | None = None) -> "Spool":
+        """Open the configured spool; ``default_path`` applies when the config names no file."""
+        path = config.path or default_path
+        if path is None:
+            raise ValueError("no spool path: set spool.path or pass default_path")
+        return cls(path, config.max_bytes, config.synchronous)
 
     # -- opening -------------------------------------------------------------
 
@@ -278,18 +282,19 @@ class Spool:
         """Make every stored batch survive a power cut (fsync the WAL and the file).
 
         Called before a batch is first published: a seq the collector has seen
-        must never be handed out again for other content.
+        must never be handed out again for other content. No lock: fsync
+        flushes whatever was committed before the call, and appends need not
+        wait for the SD card.
         """
-        with self._lock:
-            for name in (f"{self.path}-wal", str(self.path)):
-                try:
-                    fd = os.open(name, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        for name in (f"{self.path}-wal", str(self.path)):
+            try:
+                fd = os.open(name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def stats(self) -> SpoolStats:
         with self._lock:

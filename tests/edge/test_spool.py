@@ -104,17 +104,19 @@ def test_full_disk_evicts_oldest_and_the_agent_keeps_appending(tmp_path: Path, s
     assert spool.append(make, 40) == 501  # and the agent goes on; the failed seq was never stored
 
 
+@pytest.mark.parametrize("offset", [0, 4096], ids=["file-header", "b-tree-page"])
 def test_corrupt_file_is_moved_aside_and_seqs_are_not_reused(
-    tmp_path: Path, signer: DeviceSigner, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, signer: DeviceSigner, caplog: pytest.LogCaptureFixture, offset: int
 ) -> None:
     path = tmp_path / "spool.sqlite3"
-    make = message_maker(signer)
+    make = message_maker(signer, events=100)
     spool = Spool(path)
-    for _ in range(3):
-        spool.append(make, 3)
+    for _ in range(30):
+        spool.append(make, 100)
     spool.close()
     with path.open("r+b") as handle:
-        handle.write(b"this is not an SQLite header at all")
+        handle.seek(offset)
+        handle.write(b"\xff" * 64)
     with caplog.at_level(logging.ERROR, logger="edge_agent.spool"):
         spool = Spool(path)
     aside = list(tmp_path.glob("spool.sqlite3.corrupt-*"))
@@ -187,9 +189,13 @@ def test_synchronous_full_is_a_constructor_choice(tmp_path: Path, signer: Device
         Spool(tmp_path / "other.sqlite3", synchronous="OFF")  # type: ignore[arg-type]
 
 
-def test_config_defaults_and_errors() -> None:
-    config = build(SpoolConfig, {"path": "/tmp/x.sqlite3", "synchronous": "FULL"})
-    assert config.max_bytes == 64 << 20 and config.path == Path("/tmp/x.sqlite3")
+def test_config_defaults_and_errors(tmp_path: Path) -> None:
+    config = build(SpoolConfig, {"synchronous": "FULL"})
+    assert (config.max_bytes, config.path) == (64 << 20, None)
+    spool = Spool.from_config(config, default_path=tmp_path / "state" / "spool.sqlite3")
+    assert spool.path == tmp_path / "state" / "spool.sqlite3" and spool.max_bytes == 64 << 20
+    explicit = build(SpoolConfig, {"path": str(tmp_path / "mine.sqlite3")})
+    assert Spool.from_config(explicit, default_path=tmp_path / "ignored").path == tmp_path / "mine.sqlite3"
     with pytest.raises(ConfigError, match="NORMAL"):
         build(SpoolConfig, {"synchronous": "OFF"})
     with pytest.raises(ConfigError, match="at least"):

@@ -216,3 +216,14 @@ def test_last_will_says_offline_when_the_agent_is_killed(broker, tmp_path: Path)
     finally:
         child.kill()
         child.wait()
+
+
+def test_unusable_tls_files_are_retried_not_fatal(broker, spool: Spool, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = UplinkConfig(host=broker.host, port=broker.port, tls=True, ca_path=tmp_path / "missing-ca.pem", **FAST)
+    uplink = Uplink(config, spool, SITE, DEVICE)
+    uplink.start()
+    try:
+        assert wait_until(lambda: uplink.stats().connect_failures >= 2, 10)
+        assert uplink._thread.is_alive()
+    finally:
+        uplink.stop()
