@@ -158,3 +158,17 @@ async def test_devices_of_several_sites(writer: Writer, db: asyncpg.Pool, enroll
     ]
     result = await writer.commit_group(group)
     assert result.watermarks == {(SITE, DEVICE): 1, ("shop2", "pi9"): 2}
+
+
+async def test_concurrent_writers_store_each_batch_once(db: asyncpg.Pool, enrolled: DeviceSigner) -> None:
+    """Collectors on a shared subscription may commit overlapping redeliveries at the same time."""
+    other = DeviceSigner.generate()
+    await enroll(db, other, device_id="pi2")
+    batches = [accepted(make_batch(seq), enrolled) for seq in range(1, 21)]
+    batches += [accepted(make_batch(seq, device_id="pi2"), other) for seq in range(1, 21)]
+    orders = [batches, batches[::-1], batches[::2] + batches[1::2], batches[20:] + batches[:20]]
+    states = [CollectorState() for _ in orders]
+    results = await asyncio.gather(*(Writer(db, s).commit_group(order) for s, order in zip(states, orders)))
+    assert sum(r.new_batches for r in results) == 40 and sum(r.duplicates for r in results) == 120
+    assert await count(db, "wifi_sightings") == 200
+    assert await acked_seq(db) == 20 and await acked_seq(db, "pi2") == 20
