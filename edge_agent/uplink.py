@@ -476,7 +476,7 @@ class Uplink:
         client = self._client
         if client is None:
             return
-        if self._state is ConnectionState.CONNECTED:
+        if self._state is not ConnectionState.DISCONNECTED:  # "online" may already be out
             self._publish_status("offline", "stopped")
             deadline = time.monotonic() + STOP_FLUSH_S
             while self._status_mid is not None and time.monotonic() < deadline:

@@ -91,8 +91,8 @@ class FakeCollector:
             return self._changed.wait_for(lambda: predicate(self), timeout_s)
 
     def close(self) -> None:
-        self._client.loop_stop()
         self._client.disconnect()
+        self._client.loop_stop()
 
 
 def wait_for_status(host: str, port: int, state: str, timeout_s: float = 10.0) -> dict | None:
