@@ -88,7 +88,7 @@ class AgentConfig:
 
     @property
     def spool_path(self) -> Path:
-        return self.state_dir / "spool.sqlite3"
+        return self.spool.path or self.state_dir / "spool.sqlite3"
 
 
 def load_agent_config(path: Path | str) -> AgentConfig:

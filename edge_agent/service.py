@@ -57,17 +57,10 @@ class AgentService:
         log.info("agent started site=%s device=%s version=%s", self.config.site_id, self.config.device_id, version())
 
     def status(self) -> dict[str, Any]:
-        """Fields of the retained status message (counters only: no pseudonyms, no MACs)."""
-        spool = self.spool.stats()
+        """Fields the retained status adds to the uplink's own (counters only: no pseudonyms, no MACs)."""
         return {
             "agent_version": version(),
             "wifi": {"state": self.source_state, **self.wifi.stats.as_dict(), "skipped": self.wifi.skipped.as_dict()},
-            "spool": {
-                "batches": spool.batches,
-                "bytes": spool.bytes,
-                "evicted_batches": spool.evicted_batches,
-                "evicted_events": spool.evicted_events,
-            },
             "batches_written": self.assembler.batches_written,
         }
 
