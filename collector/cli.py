@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     enroll = device.add_parser("enroll", parents=[common], help="record a device's Ed25519 public key")
     enroll.add_argument("site_id")
     enroll.add_argument("device_id")
-    enroll.add_argument("--public-key", required=True, help="URL-safe base64 key from `footfall-agent keygen`")
+    enroll.add_argument(
+        "--public-key",
+        required=True,
+        help="URL-safe base64 key from `footfall-agent keygen`; it may start with '-', so write --public-key=KEY",
+    )
     enroll.add_argument("--replace-key", action="store_true", help="allow replacing the key of an enrolled device")
     enroll.set_defaults(handler=_with_connection(_device_enroll))
     device_list = device.add_parser("list", parents=[common], help="list devices with their ack watermark")

@@ -45,7 +45,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert main(["site", "add", "s1", "--time-zone", "Mars/Olympus", *dsn]) == 2
     assert "unknown time zone" in capsys.readouterr().err
     assert main(["device", "enroll", "s1", "d1", "--public-key", "not-a-key", *dsn]) == 2
-    assert main(["device", "enroll", "s/1", "d1", "--public-key", DeviceSigner.generate().public_key_text, *dsn]) == 2
+    assert main(["device", "enroll", "s/1", "d1", f"--public-key={DeviceSigner.generate().public_key_text}", *dsn]) == 2
     capsys.readouterr()
     bad = tmp_path / "bad.yaml"
     bad.write_text("http: [")
@@ -63,19 +63,20 @@ def test_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_site_and_device_commands(pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    signer, other = DeviceSigner.generate(), DeviceSigner.generate()
+    signer = DeviceSigner.generate()
+    other = next(s for s in iter(DeviceSigner.generate, None) if s.public_key_text.startswith("-"))
     assert main(["migrate", "--dsn", pg_dsn]) == 0
     assert main(["migrate", "--dsn", pg_dsn]) == 0
     assert "up to date" in capsys.readouterr().out
-    assert main(["device", "enroll", "s1", "d1", "--public-key", signer.public_key_text, "--dsn", pg_dsn]) == 1
+    assert main(["device", "enroll", "s1", "d1", f"--public-key={signer.public_key_text}", "--dsn", pg_dsn]) == 1
     assert "add it first" in capsys.readouterr().err
     assert main(["site", "add", "s1", "--time-zone", "Europe/Prague", "--name", "Main St", "--dsn", pg_dsn]) == 0
-    assert main(["device", "enroll", "s1", "d1", "--public-key", signer.public_key_text, "--dsn", pg_dsn]) == 0
-    assert main(["device", "enroll", "s1", "d1", "--public-key", signer.public_key_text, "--dsn", pg_dsn]) == 0
+    assert main(["device", "enroll", "s1", "d1", f"--public-key={signer.public_key_text}", "--dsn", pg_dsn]) == 0
+    assert main(["device", "enroll", "s1", "d1", f"--public-key={signer.public_key_text}", "--dsn", pg_dsn]) == 0
     assert "already enrolled" in capsys.readouterr().out
-    assert main(["device", "enroll", "s1", "d1", "--public-key", other.public_key_text, "--dsn", pg_dsn]) == 1
+    assert main(["device", "enroll", "s1", "d1", f"--public-key={other.public_key_text}", "--dsn", pg_dsn]) == 1
     assert "--replace-key" in capsys.readouterr().err
-    rotate = ["device", "enroll", "s1", "d1", "--public-key", other.public_key_text, "--replace-key"]
+    rotate = ["device", "enroll", "s1", "d1", f"--public-key={other.public_key_text}", "--replace-key"]
     assert main([*rotate, "--dsn", pg_dsn]) == 0
     capsys.readouterr()
     assert main(["site", "list", "--dsn", pg_dsn]) == 0

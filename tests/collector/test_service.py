@@ -80,7 +80,7 @@ async def enroll_with_cli(dsn: str, signer: DeviceSigner) -> None:
     for argv in (
         ["migrate", "--dsn", dsn],
         ["site", "add", SITE, "--time-zone", "Europe/Prague", "--name", "Test shop", "--dsn", dsn],
-        ["device", "enroll", SITE, DEVICE, "--public-key", signer.public_key_text, "--dsn", dsn],
+        ["device", "enroll", SITE, DEVICE, f"--public-key={signer.public_key_text}", "--dsn", dsn],
     ):
         assert await asyncio.to_thread(cli_main, argv) == 0, argv
 
