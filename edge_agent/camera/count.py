@@ -1,0 +1,153 @@
+"""Turns track positions into door crossings: one line, a named in side, hysteresis.
+
+Rival counters double count when a box jitters on the line or a track is
+handed to a new id, and never count lines near the frame edge. Here a track
+must be seen clearly on one side (outside the hysteresis band), then clearly
+on the other, having moved at least ``min_travel_px`` across; each track
+counts at most once per direction; and a track that disappears through the
+frame edge just after the line counts even though the band is cut off by the
+edge. Positions beyond the ends of a line that stops short of the frame
+forget the side, so walking around the end of a line is not a crossing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from edge_agent.camera.config import LineConfig
+from shared.protocol import CrossingRow
+
+#: Far-away reference points (normalised) that name each side of the picture.
+_SIDE_REFERENCE = {"top": (0.0, -1.0), "bottom": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}
+
+
+#: At the frame edge a track must still be this share of the half band past the line.
+EDGE_MIN_BAND_SHARE = 0.25
+
+
+class LineGeometry:
+    """A polyline in processing pixels whose signed distance is positive on the in side."""
+
+    def __init__(self, config: LineConfig, width_px: int, height_px: int) -> None:
+        self.points_px = [(x * width_px, y * height_px) for x, y in config.points]
+        self._segments = [
+            (ax, ay, bx - ax, by - ay, (bx - ax) ** 2 + (by - ay) ** 2)
+            for (ax, ay), (bx, by) in zip(self.points_px, self.points_px[1:])
+        ]
+        if any(length_sq == 0 for *_rest, length_sq in self._segments):
+            raise ValueError("camera.line.points has two equal points in a row")
+        (x0, y0), (x1, y1) = self.points_px[0], self.points_px[-1]
+        chord_x, chord_y = x1 - x0, y1 - y0
+        ref_x, ref_y = _SIDE_REFERENCE[config.in_side]
+        cross = chord_x * ref_y - chord_y * ref_x
+        if abs(cross) < 0.2 * math.hypot(chord_x, chord_y):
+            raise ValueError(
+                f"camera.line.in_side {config.in_side!r} runs along the line; name a side the line separates"
+            )
+        self.in_sign = 1.0 if cross > 0 else -1.0
+
+    def signed_distance(self, x: float, y: float) -> tuple[float, bool]:
+        """(distance to the line, positive on the in side; whether the point lies beside the line, not beyond its ends)."""
+        best_sq, best_cross, beside = math.inf, 0.0, True
+        last = len(self._segments) - 1
+        for index, (ax, ay, dx, dy, length_sq) in enumerate(self._segments):
+            t = ((x - ax) * dx + (y - ay) * dy) / length_sq
+            clamped = min(1.0, max(0.0, t))
+            px, py = ax + clamped * dx - x, ay + clamped * dy - y
+            distance_sq = px * px + py * py
+            if distance_sq < best_sq:
+                best_sq = distance_sq
+                best_cross = dx * (y - ay) - dy * (x - ax)
+                beside = not ((index == 0 and t < 0) or (index == last and t > 1))
+        distance = math.sqrt(best_sq)
+        return (distance if best_cross * self.in_sign >= 0 else -distance), beside
+
+
+@dataclass
+class _TrackSide:
+    """What the counter remembers about one track."""
+
+    side: int = 0  # +1 in side, -1 out side, 0 not yet seen clearly on either
+    depth_px: float = 0.0  # farthest distance reached on the current side
+    last_distance_px: float = 0.0
+    last_t_s: float = 0.0
+    zero_cross_t_s: float | None = None  # when the track last passed the line itself
+    last_xy: tuple[float, float] = (0.0, 0.0)
+    counted: set[str] = field(default_factory=set)
+
+
+class LineCounter:
+    """Counts crossings of one line by tracks, with hysteresis and minimum travel."""
+
+    def __init__(
+        self,
+        config: LineConfig,
+        width_px: int,
+        height_px: int,
+        edge_margin_px: float,
+    ) -> None:
+        self.line_id = config.id
+        self.geometry = LineGeometry(config, width_px, height_px)
+        self.half_band_px = config.band_frac * height_px / 2
+        self.min_travel_px = max(config.min_travel_frac * height_px, 2 * self.half_band_px)
+        self._width_px, self._height_px = width_px, height_px
+        self._edge_margin_px = edge_margin_px
+        self._tracks: dict[int, _TrackSide] = {}
+        self.counts = {"in": 0, "out": 0}
+
+    def update(self, track_id: int, x: float, y: float, t_s: float) -> CrossingRow | None:
+        """Feed one track position; returns a crossing when this position completes one."""
+        state = self._tracks.get(track_id)
+        if state is None:
+            state = self._tracks[track_id] = _TrackSide(last_t_s=t_s)
+        distance, beside = self.geometry.signed_distance(x, y)
+        if not beside:
+            state.side, state.depth_px, state.zero_cross_t_s = 0, 0.0, None
+        elif state.side and (distance > 0) != (state.last_distance_px > 0):
+            state.zero_cross_t_s = _interpolate_zero(state.last_distance_px, distance, state.last_t_s, t_s)
+        state.last_distance_px, state.last_t_s, state.last_xy = distance, t_s, (x, y)
+        if not beside or abs(distance) < self.half_band_px:
+            return None
+        side = 1 if distance > 0 else -1
+        if state.side == 0 or side == state.side:
+            state.side = side
+            state.depth_px = max(state.depth_px, abs(distance))
+            return None
+        if state.depth_px + abs(distance) < self.min_travel_px:
+            return None  # clearly across, but not far enough yet: wait, keep the old side
+        return self._count(track_id, state, side, abs(distance), t_s)
+
+    def end(self, track_id: int) -> CrossingRow | None:
+        """A track is gone. It counts if it left through the frame edge just after crossing."""
+        state = self._tracks.pop(track_id, None)
+        if state is None or not state.side:
+            return None
+        distance = state.last_distance_px
+        if (distance > 0) == (state.side > 0) or abs(distance) < EDGE_MIN_BAND_SHARE * self.half_band_px:
+            return None
+        if not self._near_edge(*state.last_xy) or state.depth_px + abs(distance) < self.min_travel_px:
+            return None
+        return self._count(track_id, state, -state.side, abs(distance), state.last_t_s)
+
+    def _count(self, track_id: int, state: _TrackSide, side: int, depth_px: float, t_s: float) -> CrossingRow | None:
+        state.side, state.depth_px = side, depth_px
+        direction = "in" if side > 0 else "out"
+        crossed_t_s = state.zero_cross_t_s if state.zero_cross_t_s is not None else t_s
+        state.zero_cross_t_s = None
+        if direction in state.counted:
+            return None
+        state.counted.add(direction)
+        self.counts[direction] += 1
+        return CrossingRow(crossed_t_s, self.line_id, direction, track_id)
+
+    def _near_edge(self, x: float, y: float) -> bool:
+        margin = self._edge_margin_px
+        return x < margin or y < margin or x > self._width_px - margin or y > self._height_px - margin
+
+
+def _interpolate_zero(d0: float, d1: float, t0_s: float, t1_s: float) -> float:
+    """When a track moving from signed distance d0 to d1 passed zero, assuming steady motion."""
+    if d0 == d1:
+        return t1_s
+    return t0_s + (t1_s - t0_s) * (d0 / (d0 - d1))
