@@ -8,12 +8,14 @@ key and the fix.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import signal
 import sys
 from pathlib import Path
 
+from edge_agent.camera.calibrate import add_calibrate_arguments, cmd_calibrate
 from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.service import AgentService
 from edge_agent.wifi.capture import ReplaySource
@@ -47,13 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the agent as a service (replays wifi.replay_file when set)")
     run.set_defaults(handler=cmd_run)
 
-    replay = commands.add_parser("replay", help="replay a pcap/pcapng capture through the real path, then exit")
-    replay.add_argument("--pcap", type=Path, required=True, help="capture file to replay")
+    replay = commands.add_parser("replay", help="replay a capture or a door video through the real path, then exit")
+    what = replay.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pcap", type=Path, help="capture file to replay")
+    what.add_argument("--video", type=Path, help="door video to count with the camera section's line and sizes")
     replay.add_argument("--speed", default="max", help="1 = capture pace, 10 = ten times faster, max = unthrottled")
     replay.add_argument(
         "--wait-acked-s", type=float, default=120.0, help="how long to wait for the collector's acks before exiting"
     )
     replay.set_defaults(handler=cmd_replay)
+
+    calibrate = commands.add_parser("calibrate", help="write a PNG of the camera view with line, detections and tracks")
+    add_calibrate_arguments(calibrate)
+    calibrate.set_defaults(handler=cmd_calibrate)
 
     keygen = commands.add_parser("keygen", help="create the device signing key and a standalone pseudonym key")
     keygen.add_argument(
@@ -95,10 +103,39 @@ def _run_replay(config: AgentConfig, capture: Path, speed: float | None, wait_ac
 
 
 def cmd_replay(config: AgentConfig, args: argparse.Namespace) -> int:
+    if args.video is not None:
+        return _run_camera(_with_video(config, args.video, args.speed), args.wait_acked_s)
     return _run_replay(config, args.pcap, _parse_speed(args.speed), args.wait_acked_s)
 
 
+def _with_video(config: AgentConfig, video: Path, speed: str) -> AgentConfig:
+    """The config with its camera pointed at a video file, played at its own pace or unthrottled."""
+    if not video.is_file():
+        raise ConfigError("--video", "", f"{video} is not a file", "pass the path of a video file")
+    if speed not in ("1", "max"):
+        raise ConfigError("--speed", "", f"got {speed!r}", "a video replays at its own pace (1) or unthrottled (max)")
+    camera = dataclasses.replace(config.camera, enabled=True, source=str(video), pace="native" if speed == "1" else "max")
+    return dataclasses.replace(config, camera=camera)
+
+
+def _run_camera(config: AgentConfig, wait_acked_s: float) -> int:
+    """Count with the camera only (no Wi-Fi source) until the video ends or a stop signal."""
+    service = AgentService(config)
+    _stop_on_signals(service)
+    service.start()
+    try:
+        service.run_camera()
+    finally:
+        delivered = service.close(wait_acked_s)
+    if not delivered:
+        log.error("not every batch was acknowledged within %.0f s; they stay in the spool", wait_acked_s)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
+    if config.wifi.replay_file is None and config.camera.enabled:
+        return _run_camera(config, wait_acked_s=30.0)
     if config.wifi.replay_file is None:
         raise ConfigError(
             str(args.config),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.batcher import BatchConfig
+from edge_agent.camera.config import CameraConfig
 from edge_agent.spool import SpoolConfig
 from edge_agent.uplink import UplinkConfig
 from edge_agent.wifi.pseudonym import parse_mac
@@ -70,6 +71,7 @@ class AgentConfig:
     log_level: str = "INFO"
     pseudonym: PseudonymConfig = field(default_factory=PseudonymConfig)
     wifi: WifiConfig = field(default_factory=WifiConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
     mqtt: UplinkConfig = field(default_factory=UplinkConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)

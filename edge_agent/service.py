@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from edge_agent.batcher import BatchAssembler
+from edge_agent.camera.worker import CameraWorker
 from edge_agent.config import AgentConfig
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink
@@ -36,6 +37,8 @@ PUMP_INTERVAL_S = 0.25
 #: Frames between checks of the clock and the stop flag (cheap enough per frame, but why pay it).
 CHECK_EVERY_FRAMES = 512
 PROGRESS_INTERVAL_S = 5.0
+#: How long a stopping agent waits for the camera thread's current frame.
+CAMERA_JOIN_S = 10.0
 
 
 class AgentService:
@@ -51,9 +54,12 @@ class AgentService:
         self.assembler = BatchAssembler(config.site_id, config.device_id, signer, self.spool, config.batch)
         self.uplink = Uplink(config.mqtt, self.spool, config.site_id, config.device_id, self.status)
         self.source_state = "idle"
+        self.camera = CameraWorker(config.camera) if config.camera.enabled else None
 
     def start(self) -> None:
         self.uplink.start()
+        if self.camera is not None:
+            self.camera.start()
         log.info("agent started site=%s device=%s version=%s", self.config.site_id, self.config.device_id, version())
 
     def status(self) -> dict[str, Any]:
@@ -62,6 +68,7 @@ class AgentService:
             "agent_version": version(),
             "wifi": {"state": self.source_state, **self.wifi.stats.as_dict(), "skipped": self.wifi.skipped.as_dict()},
             "batches_written": self.assembler.batches_written,
+            **({"camera": self.camera.status()} if self.camera is not None else {}),
         }
 
     def run_wifi(self, frames: Iterable[tuple[float, int, bytes]], live: bool, total_frames: int | None = None) -> None:
@@ -83,17 +90,42 @@ class AgentService:
             if now >= next_pump_s:
                 next_pump_s = now + PUMP_INTERVAL_S
                 assembler.add_windows(wifi.flush_before(time.time()) if live else wifi.drain())
+                self._hand_over_crossings()
                 assembler.flush_due()
             if now >= next_progress_s:
                 next_progress_s = now + PROGRESS_INTERVAL_S
                 self._log_progress(total_frames)
         assembler.add_windows(wifi.flush_all())
+        self._stop_camera()
         assembler.flush()
         self.source_state = "stopped" if stop.is_set() else "finished"
         self._log_progress(total_frames)
 
+    def run_camera(self) -> None:
+        """Without a Wi-Fi source: pump camera crossings into batches until the camera ends or a stop."""
+        assert self.camera is not None
+        while self.camera.running and not self.stop_event.wait(PUMP_INTERVAL_S):
+            self._hand_over_crossings()
+            self.assembler.flush_due()
+        self._stop_camera()
+        self.assembler.flush()
+
+    def _hand_over_crossings(self) -> None:
+        """The camera thread queues crossings; this (the batcher's) thread moves them into batches."""
+        if self.camera is not None:
+            self.assembler.add_crossings(self.camera.drain())
+
+    def _stop_camera(self) -> None:
+        if self.camera is None:
+            return
+        self.camera.stop()
+        self.camera.join(CAMERA_JOIN_S)
+        self._hand_over_crossings()
+
     def stop(self) -> None:
         self.stop_event.set()
+        if self.camera is not None:
+            self.camera.stop()
 
     def close(self, wait_acked_s: float = 0.0) -> bool:
         """Wait up to ``wait_acked_s`` for the collector to ack everything, then disconnect."""

@@ -67,6 +67,7 @@ class BackgroundDetector:
         self._relearn_left = 0
         self.relearn_count = 0
         self.foreground: np.ndarray | None = None  # the last cleaned mask, for calibrate
+        self.single_blob_sizes_px: list[tuple[int, int]] = []  # (width, height) of last frame's one-person blobs
 
     def prime(self, frames: list[np.ndarray]) -> None:
         """Start from the median of ``frames`` as the empty scene instead of learning it live.
@@ -126,12 +127,14 @@ class BackgroundDetector:
     def _blobs(self, mask: np.ndarray) -> list[Detection]:
         count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
         detections: list[Detection] = []
+        self.single_blob_sizes_px = []
         for index in range(1, count):
             left, top, width, height, area = (int(v) for v in stats[index])
             if area < self._min_blob_area_px:
                 continue
             people = self._people_in(width, height, area)
             if people == 1:
+                self.single_blob_sizes_px.append((width, height))
                 x, y = centroids[index]
                 detections.append(Detection(float(x), float(y), float(width), float(height)))
                 continue

@@ -38,6 +38,7 @@ class CountingPipeline:
     """Counts the crossings of the configured line in a stream of frames of one size."""
 
     def __init__(self, config: CameraConfig, frame_width_px: int, frame_height_px: int, fps: float) -> None:
+        self.frame_width_px, self.frame_height_px = frame_width_px, frame_height_px
         scale = min(1.0, config.process_width_px / frame_width_px)
         self.width_px = max(1, round(frame_width_px * scale))
         self.height_px = max(1, round(frame_height_px * scale))
