@@ -51,6 +51,8 @@ class SightingRow(NamedTuple):
 
     start_s: int
     pseudonym: int
+    #: The physical device: the pseudonym of the first MAC the edge's linker attributed to it.
+    cluster: int
     frames: int
     rssi_max: int | None
     rssi_mean: float | None
@@ -120,6 +122,7 @@ class Sightings(EventBlock):
     COLUMNS: ClassVar[dict[str, Column]] = {
         "start_s": Column(int, MIN_TIME_S, None, is_time=True),
         "pseudonym": Column(int, INT64_MIN, INT64_MAX),
+        "cluster": Column(int, INT64_MIN, INT64_MAX),
         "frames": Column(int, 1, 1_000_000),
         "rssi_max": Column(int, -120, 0, nullable=True),
         "rssi_mean": Column(float, -120.0, 0.0, nullable=True),

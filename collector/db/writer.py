@@ -74,7 +74,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 SIGHTING_COLUMNS = (
-    "site_id", "device_id", "batch_seq", "window_start", "window_s", "pseudonym", "key_epoch", "frames",
+    "site_id", "device_id", "batch_seq", "window_start", "window_s", "pseudonym", "key_epoch", "cluster", "frames",
     "rssi_max", "rssi_mean", "channel", "randomized", "fingerprint", "seq_first", "seq_last",
 )  # fmt: skip
 CROSSING_COLUMNS = ("site_id", "device_id", "batch_seq", "crossed_at", "line_id", "direction", "track_id")

@@ -1,8 +1,8 @@
-"""The Wi-Fi processing path: frame → probe request → pseudonym → sightings.
+"""The Wi-Fi processing path: frame → probe request → pseudonym → sightings → linked clusters.
 
 This is the boundary of the capture code: raw MACs come in, and only
-pseudonyms, fingerprint ids and aggregates come out (:class:`ClosedWindow`).
-Nothing here logs or raises with a MAC in it.
+pseudonyms, cluster ids, fingerprint ids and aggregates come out
+(:class:`ClosedWindow`). Nothing here logs or raises with a MAC in it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.wifi.linker import DeviceLinker, LinkerConfig
 from edge_agent.wifi.probe import ProbeRequest, SkipStats, parse_frame
 from edge_agent.wifi.pseudonym import Pseudonymiser
 from edge_agent.wifi.ratchet import KeyRatchet, StaleEpochError
@@ -34,21 +35,25 @@ class WifiPathStats:
 
 
 class WifiPath:
-    """Feeds frames through parsing, pseudonymisation and aggregation."""
+    """Feeds frames through parsing, pseudonymisation, aggregation and MAC linking."""
 
-    def __init__(self, pseudonymiser: Pseudonymiser, window_s: int = 10) -> None:
+    def __init__(self, pseudonymiser: Pseudonymiser, window_s: int = 10, linker: LinkerConfig = LinkerConfig()) -> None:
         self._pseudonymiser = pseudonymiser
-        self._aggregator = SightingAggregator(window_s)
+        self.linker = DeviceLinker(linker)
+        self._aggregator = SightingAggregator(window_s, self.linker)
         self._closed: list[ClosedWindow] = []
         self._newest_window_start_s = -1
         self.stats = WifiPathStats()
         self.skipped = SkipStats()
 
     @classmethod
-    def for_benchmark(cls, window_s: int = 10) -> "WifiPath":
-        """A path with a fixed throwaway key (state in a temp dir), for bench/ scripts."""
+    def for_benchmark(cls, window_s: int = 10, linker: LinkerConfig = LinkerConfig()) -> "WifiPath":
+        """A path with a fixed throwaway key (state in a temp dir), for bench/ scripts.
+
+        Every path made here shares the key, like the sensors of one key group.
+        """
         state = Path(tempfile.mkdtemp(prefix="footfall-bench-")) / "pseudonym.key"
-        return cls(Pseudonymiser(KeyRatchet(state, _BENCHMARK_EPOCH, 86_400, _BENCHMARK_KEY)), window_s)
+        return cls(Pseudonymiser(KeyRatchet(state, _BENCHMARK_EPOCH, 86_400, _BENCHMARK_KEY)), window_s, linker)
 
     def add_frame(self, timestamp_s: float, linktype: int, frame: bytes) -> None:
         self.stats.frames += 1

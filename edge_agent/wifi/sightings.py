@@ -2,8 +2,10 @@
 
 The edge never sends single frames. Frames are folded per (key epoch, window
 start, pseudonym) into a count, max and mean RSSI, channel, randomised flag,
-IE fingerprint and the first/last 802.11 sequence numbers (the latter let the
-cloud link a phone's successive random MACs by sequence-number continuity).
+capability fingerprint and the first/last 802.11 sequence numbers. When a
+window closes, its sightings go to the :class:`~edge_agent.wifi.linker.DeviceLinker`
+in the order of their first frame, which adds the cluster id of the physical
+device; the exact frame times it needs stay here and never leave the device.
 
 A window stays open for one extra window length after the stream has moved
 past it, so slightly reordered frames still land in it. A frame older than
@@ -13,12 +15,17 @@ the next step, so frame counts always add up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
+from edge_agent.wifi.linker import DeviceLinker
 from shared.protocol import SightingRow
 
 # Accumulator slots (a list, mutated in place: cheaper than an object per frame).
-_FRAMES, _RSSI_MAX, _RSSI_SUM, _RSSI_COUNT, _CHANNEL, _RANDOMIZED, _FINGERPRINT, _SEQ_FIRST, _SEQ_LAST = range(9)
+(
+    _FRAMES, _RSSI_MAX, _RSSI_SUM, _RSSI_COUNT, _CHANNEL, _RANDOMIZED, _FINGERPRINT,
+    _SEQ_FIRST, _SEQ_LAST, _FIRST_SEEN_S, _LAST_SEEN_S,
+) = range(11)  # fmt: skip
 
 
 class ClosedWindow(NamedTuple):
@@ -32,10 +39,12 @@ class ClosedWindow(NamedTuple):
 class SightingAggregator:
     """Folds probe requests into per-window sightings and closes windows as time moves on."""
 
-    def __init__(self, window_s: int = 10) -> None:
+    def __init__(self, window_s: int = 10, linker: DeviceLinker | None = None) -> None:
+        """Without a ``linker`` every MAC is its own cluster (the cluster id is its pseudonym)."""
         if window_s < 1:
             raise ValueError("window_s must be at least 1")
         self.window_s = window_s
+        self.linker = linker
         self._open: dict[tuple[int, int], dict[int, list]] = {}
         self._newest_start_s = -1
 
@@ -69,9 +78,13 @@ class SightingAggregator:
                 fingerprint,
                 sequence_number,
                 sequence_number,
+                timestamp_s,
+                timestamp_s,
             ]
             return
         acc[_FRAMES] += 1
+        if timestamp_s > acc[_LAST_SEEN_S]:
+            acc[_LAST_SEEN_S] = timestamp_s
         if rssi_dbm is not None:
             if acc[_RSSI_MAX] is None or rssi_dbm > acc[_RSSI_MAX]:
                 acc[_RSSI_MAX] = rssi_dbm
@@ -97,25 +110,41 @@ class SightingAggregator:
     def open_windows(self) -> int:
         return len(self._open)
 
-    def _close(self, is_due) -> list[ClosedWindow]:
+    def _close(self, is_due: Callable[[int], bool]) -> list[ClosedWindow]:
         due = sorted(key for key in self._open if is_due(key[1]))
         closed = []
         for epoch, start_s in due:
             window = self._open.pop((epoch, start_s))
-            rows = [
-                SightingRow(
-                    start_s,
-                    pseudonym,
-                    acc[_FRAMES],
-                    acc[_RSSI_MAX],
-                    round(acc[_RSSI_SUM] / acc[_RSSI_COUNT], 2) if acc[_RSSI_COUNT] else None,
-                    acc[_CHANNEL],
-                    acc[_RANDOMIZED],
-                    acc[_FINGERPRINT],
-                    acc[_SEQ_FIRST],
-                    acc[_SEQ_LAST],
-                )
-                for pseudonym, acc in window.items()
-            ]
+            in_order = sorted(window.items(), key=lambda item: item[1][_FIRST_SEEN_S])
+            rows = [self._row(epoch, start_s, pseudonym, acc) for pseudonym, acc in in_order]
             closed.append(ClosedWindow(epoch, self.window_s, rows))
         return closed
+
+    def _row(self, epoch: int, start_s: int, pseudonym: int, acc: list) -> SightingRow:
+        rssi_mean = round(acc[_RSSI_SUM] / acc[_RSSI_COUNT], 2) if acc[_RSSI_COUNT] else None
+        cluster = pseudonym
+        if self.linker is not None:
+            cluster = self.linker.cluster_for(
+                epoch,
+                pseudonym,
+                acc[_FIRST_SEEN_S],
+                acc[_LAST_SEEN_S],
+                acc[_FINGERPRINT],
+                acc[_RANDOMIZED],
+                acc[_SEQ_FIRST],
+                acc[_SEQ_LAST],
+                rssi_mean,
+            )
+        return SightingRow(
+            start_s,
+            pseudonym,
+            cluster,
+            acc[_FRAMES],
+            acc[_RSSI_MAX],
+            rssi_mean,
+            acc[_CHANNEL],
+            acc[_RANDOMIZED],
+            acc[_FINGERPRINT],
+            acc[_SEQ_FIRST],
+            acc[_SEQ_LAST],
+        )

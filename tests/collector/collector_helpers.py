@@ -32,8 +32,12 @@ NOW_S = 1_774_872_000.0
 
 
 def sighting_rows(count: int, start_s: int, pseudonym_base: int = 0) -> list[SightingRow]:
+    """``count`` sightings; every three consecutive pseudonyms form one cluster (one linked phone)."""
+    window_start_s = start_s - start_s % 10
     return [
-        SightingRow(start_s - start_s % 10, pseudonym_base + i, 3, -50 - i % 40, -60.5, 6, i % 2 == 0, 77, 100, 140)
+        SightingRow(
+            window_start_s, pseudonym_base + i, pseudonym_base + i - i % 3, 3, -50 - i % 40, -60.5, 6, i % 2 == 0, 77, 100, 140
+        )
         for i in range(count)
     ]
 

@@ -46,6 +46,8 @@ async def test_group_commits_all_event_kinds(writer: Writer, db: asyncpg.Pool, e
     row = await db.fetchrow("SELECT * FROM footfall.wifi_sightings ORDER BY pseudonym LIMIT 1")
     assert (row["site_id"], row["batch_seq"], row["window_s"], row["key_epoch"], row["frames"]) == (SITE, 1, 10, 3, 3)
     assert row["window_start"].timestamp() == (int(NOW_S) - 30) // 10 * 10
+    linked = await db.fetch("SELECT pseudonym, cluster FROM footfall.wifi_sightings ORDER BY pseudonym LIMIT 4")
+    assert [tuple(r) for r in linked] == [(0, 0), (1, 0), (2, 0), (3, 3)]  # the cluster column lands beside its MAC
     crossing = await db.fetchrow("SELECT * FROM footfall.door_crossings ORDER BY crossed_at LIMIT 1")
     assert crossing["crossed_at"].timestamp() == NOW_S - 5.25 and crossing["direction"] == "in"
     ledger = await db.fetchrow("SELECT * FROM footfall.ingest_batches")

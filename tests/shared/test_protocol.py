@@ -28,7 +28,7 @@ from shared.signing import DeviceSigner, decode_public_key, is_valid_signature, 
 from shared.topics import ack_topic, batch_topic, parse_topic, shared_subscription
 
 NOW_S = 1_700_000_000.0
-SIGHTING = SightingRow(1_699_999_990, -42, 3, -61, -63.5, 6, True, 77, 100, 140)
+SIGHTING = SightingRow(1_699_999_990, -42, -40, 3, -61, -63.5, 6, True, 77, 100, 140)
 
 
 def _batch(**blocks) -> Batch:
@@ -143,3 +143,17 @@ def test_topics():
     with pytest.raises(ValueError):
         batch_topic("s#", "d1")
     assert shared_subscription("footfall/v1/+/+/batch", "collectors") == "$share/collectors/footfall/v1/+/+/batch"
+
+
+def test_public_key_text_never_looks_like_a_cli_option():
+    for _ in range(300):
+        text = DeviceSigner.generate().public_key_text
+        assert not text.startswith("-")
+        assert len(decode_public_key(text)) == 32
+    raw = bytes(range(32))
+    import base64
+
+    assert decode_public_key(base64.urlsafe_b64encode(raw).decode()) == raw
+    for bad in ("", "abc", "!" * 44, base64.b64encode(bytes(31)).decode()):
+        with pytest.raises(ValueError):
+            decode_public_key(bad)
