@@ -118,15 +118,16 @@ class LineCounter:
             return None  # clearly across, but not far enough yet: wait, keep the old side
         return self._count(track_id, state, side, abs(distance), t_s)
 
-    def end(self, track_id: int) -> CrossingRow | None:
-        """A track is gone. It counts if it left through the frame edge just after crossing."""
+    def end(self, track_id: int, stream_ended: bool = False) -> CrossingRow | None:
+        """A track is gone. It counts if it was past the line when it left through the frame edge
+        (the band is cut off there) or when the stream itself ended (there is no later frame to wait for)."""
         state = self._tracks.pop(track_id, None)
         if state is None or not state.side:
             return None
         distance = state.last_distance_px
         if (distance > 0) == (state.side > 0) or abs(distance) < EDGE_MIN_BAND_SHARE * self.half_band_px:
             return None
-        if not self._near_edge(*state.last_xy) or state.depth_px + abs(distance) < self.min_travel_px:
+        if not (stream_ended or self._near_edge(*state.last_xy)) or state.depth_px + abs(distance) < self.min_travel_px:
             return None
         return self._count(track_id, state, -state.side, abs(distance), state.last_t_s)
 

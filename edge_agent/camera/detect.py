@@ -33,8 +33,10 @@ GAIN_REFERENCE_RATE = 0.02
 GAIN_SAMPLE_STEP = 8
 #: Gains this close to 1 are left alone (sensor noise, not a lighting change).
 GAIN_DEADBAND = 0.03
-#: Added before dividing so nearly black pixels do not make the gain jump.
-GAIN_DARK_OFFSET = 8.0
+#: Pixels darker than this (or this close to white) say little about a gain change.
+GAIN_MIN_LEVEL = 24
+#: Below this share of usable pixels the gain is left alone.
+GAIN_MIN_PIXELS_SHARE = 0.1
 
 
 class Detection(NamedTuple):
@@ -65,6 +67,7 @@ class BackgroundDetector:
         self._close_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (close_px, close_px))
         self._gain_reference: np.ndarray | None = None
         self._relearn_left = 0
+        self._frames_learned = 0
         self.relearn_count = 0
         self.foreground: np.ndarray | None = None  # the last cleaned mask, for calibrate
         self.single_blob_sizes_px: list[tuple[int, int]] = []  # (width, height) of last frame's one-person blobs
@@ -81,12 +84,12 @@ class BackgroundDetector:
         self._model.apply(background, learningRate=1.0)
         for gray in grays:
             self._model.apply(gray, learningRate=PRIME_RATE)
-        self._gain_reference = background[::GAIN_SAMPLE_STEP, ::GAIN_SAMPLE_STEP].astype(np.float32) + GAIN_DARK_OFFSET
+        self._frames_learned = self._config.history_frames  # from now on learn at the steady rate
+        self._gain_reference = background[::GAIN_SAMPLE_STEP, ::GAIN_SAMPLE_STEP].astype(np.float32)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         frame = self._correct_gain(_gray(frame))
-        rate = RELEARN_RATE if self._relearn_left else -1.0
-        raw = self._model.apply(frame, learningRate=rate)
+        raw = self._model.apply(frame, learningRate=self._learning_rate())
         _, mask = cv2.threshold(raw, FOREGROUND_MIN, 255, cv2.THRESH_BINARY)
         if self._relearn_left:
             self._relearn_left -= 1
@@ -102,27 +105,40 @@ class BackgroundDetector:
         self.foreground = mask
         return self._blobs(mask)
 
+    def _learning_rate(self) -> float:
+        """Fast while the model is new or relearning after a lighting change, then 1/history.
+
+        This is MOG2's own schedule made explicit, so that a primed model
+        does not think it is new and swallow slow walkers into the background.
+        """
+        if self._relearn_left:
+            return RELEARN_RATE
+        self._frames_learned += 1
+        return 1.0 / min(2 * self._frames_learned, self._config.history_frames)
+
     def _correct_gain(self, frame: np.ndarray) -> np.ndarray:
         """Scale the frame so the background keeps its brightness when auto-exposure or the lights shift.
 
-        The gain is the median ratio over a sparse grid of pixels that were
-        background in the previous frame, so a bright shirt filling a third
-        of the picture does not darken everything else.
+        The gain is the median brightness ratio over a sparse grid of
+        well-exposed pixels that were background in the previous frame, and
+        it is applied only when those pixels agree (a real lighting change
+        moves them all alike; sensor noise and people do not).
         """
-        sample = frame[::GAIN_SAMPLE_STEP, ::GAIN_SAMPLE_STEP].astype(np.float32) + GAIN_DARK_OFFSET
-        if self._gain_reference is None or self._gain_reference.shape != sample.shape:
+        sample = frame[::GAIN_SAMPLE_STEP, ::GAIN_SAMPLE_STEP].astype(np.float32)
+        reference = self._gain_reference
+        if reference is None or reference.shape != sample.shape:
             self._gain_reference = sample
             return frame
-        background = slice(None)
+        usable = (reference >= GAIN_MIN_LEVEL) & (reference <= 255 - GAIN_MIN_LEVEL) & (sample >= 1)
         if self.foreground is not None:
-            background = self.foreground[::GAIN_SAMPLE_STEP, ::GAIN_SAMPLE_STEP] == 0
-            if np.count_nonzero(background) < 0.2 * background.size:
-                background = slice(None)
-        gain = float(np.median(self._gain_reference[background] / sample[background]))
-        self._gain_reference[background] += GAIN_REFERENCE_RATE * (sample[background] * gain - self._gain_reference[background])
-        if abs(gain - 1.0) < GAIN_DEADBAND:
+            usable &= self.foreground[::GAIN_SAMPLE_STEP, ::GAIN_SAMPLE_STEP] == 0
+        if np.count_nonzero(usable) < GAIN_MIN_PIXELS_SHARE * usable.size:
+            return frame  # a dark or crowded picture: nothing reliable to measure against
+        low, gain, high = np.percentile(reference[usable] / sample[usable], (25, 50, 75))
+        reference[usable] += GAIN_REFERENCE_RATE * (sample[usable] * gain - reference[usable])
+        if abs(gain - 1.0) < GAIN_DEADBAND or high - low > abs(gain - 1.0):
             return frame
-        return cv2.convertScaleAbs(frame, alpha=gain, beta=GAIN_DARK_OFFSET * (gain - 1.0))
+        return cv2.convertScaleAbs(frame, alpha=float(gain))
 
     def _blobs(self, mask: np.ndarray) -> list[Detection]:
         count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)

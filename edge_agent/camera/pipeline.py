@@ -85,5 +85,6 @@ class CountingPipeline:
         return crossings
 
     def finish(self) -> list[CrossingRow]:
-        """The stream ended: tracks leaving through the edge right now still count."""
-        return [row for track in self.tracker.end_all() if (row := self.counter.end(track.track_id)) is not None]
+        """The stream ended: tracks already past the line count (see LineCounter.end)."""
+        ended = self.tracker.end_all()
+        return [row for track in ended if (row := self.counter.end(track.track_id, stream_ended=True)) is not None]

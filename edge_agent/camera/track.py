@@ -85,9 +85,13 @@ class Tracker:
             if detection_index is not None:
                 detection = detections[detection_index]
                 rx, ry = detection.x - px, detection.y - py
-                track.x, track.y = px + ALPHA * rx, py + ALPHA * ry
-                track.vx += BETA * rx
-                track.vy += BETA * ry
+                if track.hits == 1:  # the second sighting gives the first real velocity
+                    track.vx, track.vy = detection.x - track.x, detection.y - track.y
+                    track.x, track.y = detection.x, detection.y
+                else:
+                    track.x, track.y = px + ALPHA * rx, py + ALPHA * ry
+                    track.vx += BETA * rx
+                    track.vy += BETA * ry
                 track.hits += 1
                 track.missed = 0
             else:
