@@ -1,4 +1,4 @@
-"""Turns closed sighting windows and door crossings into signed batches in the spool.
+"""Turns closed sighting windows, passer-by counts and door crossings into signed batches in the spool.
 
 A batch carries one key epoch (its pseudonyms are only comparable within it),
 so sightings are buffered per epoch. A batch is cut when it reaches
@@ -19,6 +19,8 @@ from shared.protocol import (
     Batch,
     CrossingRow,
     Crossings,
+    PasserbyCounts,
+    PasserbyRow,
     Sightings,
     SightingRow,
     block_of_rows,
@@ -47,10 +49,12 @@ class _Pending:
     window_s: int = 10
     sightings: list[SightingRow] = field(default_factory=list)
     crossings: list[CrossingRow] = field(default_factory=list)
+    bucket_s: int = 300
+    passersby: list[PasserbyRow] = field(default_factory=list)
     since_s: float | None = None
 
     def __len__(self) -> int:
-        return len(self.sightings) + len(self.crossings)
+        return len(self.sightings) + len(self.crossings) + len(self.passersby)
 
 
 class BatchAssembler:
@@ -86,6 +90,19 @@ class BatchAssembler:
                     self._write(window.epoch)
                     pending = self._pending_for(window.epoch)
                     pending.window_s = window.window_s
+
+    def add_passersby(self, epoch: int, bucket_s: int, rows: list[PasserbyRow]) -> None:
+        """Passer-by counts carry no pseudonym, but their bucket lies in ``epoch``: they ride with its batch."""
+        self._current_epoch = max(self._current_epoch, epoch)
+        for row in rows:
+            pending = self._pending_for(epoch)
+            if pending.passersby and pending.bucket_s != bucket_s:  # one bucket length per block
+                self._write(epoch)
+                pending = self._pending_for(epoch)
+            pending.bucket_s = bucket_s
+            pending.passersby.append(row)
+            if len(pending) >= self._config.max_events:
+                self._write(epoch)
 
     def add_crossings(self, rows: list[CrossingRow]) -> None:
         """Crossings carry no pseudonym; they ride with the current epoch's batch."""
@@ -132,6 +149,7 @@ class BatchAssembler:
                 spool_floor=spool_floor,
                 sightings=block_of_rows(Sightings, pending.sightings, window_s=pending.window_s),
                 crossings=block_of_rows(Crossings, pending.crossings),
+                passersby=block_of_rows(PasserbyCounts, pending.passersby, bucket_s=pending.bucket_s),
             )
             body = encode_body(batch)
             return frame_message(body, self._signer.sign(body))

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from edge_agent.camera.calibrate import add_calibrate_arguments, cmd_calibrate
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         type=dt.date.fromisoformat,
         help="first day (YYYY-MM-DD) the pseudonym key must cover; default today. Use the capture's day to replay old captures",
     )
-    keygen.add_argument("--period-s", type=int, default=86_400, help="pseudonym key period (default one day)")
+    keygen.add_argument("--period-s", type=int, help="pseudonym key period in seconds; default pseudonym.period_s")
     keygen.set_defaults(handler=cmd_keygen)
     return parser
 
@@ -89,12 +90,20 @@ def _parse_speed(text: str) -> float | None:
 def _run_replay(config: AgentConfig, capture: Path, speed: float | None, wait_acked_s: float) -> int:
     service = AgentService(config)
     source = ReplaySource(capture, speed=speed, stop_event=service.stop_event)
+    try:
+        return _run_wifi(service, source, live=False, wait_acked_s=wait_acked_s)
+    finally:
+        source.close()
+
+
+def _run_wifi(
+    service: AgentService, source: Iterable[tuple[float, int, bytes] | None], live: bool, wait_acked_s: float
+) -> int:
     _stop_on_signals(service)
     service.start()
     try:
-        service.run_wifi(source, live=False, total_frames=None)
+        service.run_wifi(source, live=live, total_frames=None)
     finally:
-        source.close()
         delivered = service.close(wait_acked_s)
     if not delivered:
         log.error("not every batch was acknowledged within %.0f s; they stay in the spool", wait_acked_s)
@@ -134,16 +143,21 @@ def _run_camera(config: AgentConfig, wait_acked_s: float) -> int:
 
 
 def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:
-    if config.wifi.replay_file is None and config.camera.enabled:
+    """Live capture on wifi.interface (the camera, if enabled, runs beside it), a replay, or the camera alone."""
+    wifi = config.wifi
+    if wifi.enabled and wifi.replay_file is not None:
+        return _run_replay(config, wifi.replay_file, wifi.replay_speed, wait_acked_s=30.0)
+    if wifi.enabled and wifi.interface is not None:
+        service = AgentService(config)
+        return _run_wifi(service, service.live_source(), live=True, wait_acked_s=30.0)
+    if config.camera.enabled:
         return _run_camera(config, wait_acked_s=30.0)
-    if config.wifi.replay_file is None:
-        raise ConfigError(
-            str(args.config),
-            "wifi.replay_file",
-            "live monitor-mode capture is not available in this version",
-            "set wifi.replay_file to a capture to replay",
-        )
-    return _run_replay(config, config.wifi.replay_file, config.wifi.replay_speed, wait_acked_s=30.0)
+    raise ConfigError(
+        str(args.config),
+        "wifi.interface",
+        "nothing to capture: no Wi-Fi interface, no replay file and no camera is configured",
+        "set wifi.interface to the monitor-mode interface (e.g. wlan1mon), or wifi.replay_file, or enable the camera",
+    )
 
 
 def cmd_keygen(config: AgentConfig, args: argparse.Namespace) -> int:
@@ -160,8 +174,9 @@ def cmd_keygen(config: AgentConfig, args: argparse.Namespace) -> int:
     else:
         start = args.pseudonym_start or dt.datetime.now(dt.timezone.utc).date()
         start_s = dt.datetime.combine(start, dt.time(), dt.timezone.utc).timestamp()
-        ratchet = KeyRatchet.create(state_path, start_s, args.period_s)
-        print(f"pseudonym key written: {state_path} (epoch {ratchet.epoch}, period {args.period_s} s)")
+        period_s = args.period_s or config.pseudonym.period_s
+        ratchet = KeyRatchet.create(state_path, start_s, period_s)
+        print(f"pseudonym key written: {state_path} (epoch {ratchet.epoch}, period {period_s} s)")
     print(f"public key: {signer.public_key_text}")
     print(
         "enroll it on the collector: footfall-collector device enroll "

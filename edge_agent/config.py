@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from edge_agent.batcher import BatchConfig
 from edge_agent.camera.config import CameraConfig
 from edge_agent.spool import SpoolConfig
 from edge_agent.uplink import UplinkConfig
+from edge_agent.wifi.hopper import check_channel
+from edge_agent.wifi.linker import LinkerConfig
 from edge_agent.wifi.pseudonym import parse_mac
 from shared.config import load_config
 from shared.topics import check_id
+
+
+#: Key periods allowed: at least an hour (shorter breaks visits apart), at most a year.
+MIN_KEY_PERIOD_S, MAX_KEY_PERIOD_S = 3_600, 366 * 86_400
 
 
 @dataclass(frozen=True)
@@ -28,8 +35,17 @@ class PseudonymConfig:
         default_factory=list,
         metadata={"help": "MAC addresses (aa:bb:cc:dd:ee:ff) whose frames are dropped on the device"},
     )
+    period_s: int = field(
+        default=86_400,
+        metadata={
+            "help": "key period in seconds: 86400 (daily) or longer, e.g. 2592000 (30 days) for returning visitors; "
+            "keygen writes it into the key file and the agent refuses a key file with another period"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if not MIN_KEY_PERIOD_S <= self.period_s <= MAX_KEY_PERIOD_S:
+            raise ValueError(f"pseudonym.period_s must be within {MIN_KEY_PERIOD_S}..{MAX_KEY_PERIOD_S} seconds")
         for index, text in enumerate(self.opt_out_macs):
             try:
                 parse_mac(text)
@@ -50,12 +66,39 @@ class WifiConfig:
     replay_speed: float | None = field(
         default=1.0, metadata={"help": "1.0 = the capture's own pace, 10 = ten times faster, null = as fast as possible"}
     )
+    interface: str | None = field(
+        default=None, metadata={"help": "the monitor-mode interface to capture on, e.g. wlan1mon"}
+    )
+    channels: list[int] = field(
+        default_factory=lambda: [1, 6, 11],
+        metadata={"help": "channels to hop through, e.g. [1, 6, 11, 36, 149]; one channel = no hopping"},
+    )
+    dwell_s: float = field(default=0.5, metadata={"help": "seconds on each channel before hopping on"})
+    visitor_band_dbm: int = field(
+        default=-65, metadata={"help": "weakest RSSI of the visitor band, dBm; below it a device is a passer-by"}
+    )
+    passersby: Literal["pseudonyms", "counts"] = field(
+        default="pseudonyms",
+        metadata={"help": "'counts': devices that stay below visitor_band_dbm are sent as counts, without pseudonyms"},
+    )
+    passersby_bucket_s: int = field(default=300, metadata={"help": "bucket of the passer-by counts, seconds"})
+    linker: LinkerConfig = field(default_factory=LinkerConfig)
 
     def __post_init__(self) -> None:
         if not 1 <= self.window_s <= 3_600:
             raise ValueError("wifi.window_s must be within 1..3600 seconds")
         if self.replay_speed is not None and self.replay_speed <= 0:
             raise ValueError("wifi.replay_speed must be positive, or null for as fast as possible")
+        if not self.channels:
+            raise ValueError("wifi.channels must name at least one channel")
+        for channel in self.channels:
+            check_channel(channel)
+        if not 0.05 <= self.dwell_s <= 60:
+            raise ValueError("wifi.dwell_s must be within 0.05..60 seconds")
+        if not -120 <= self.visitor_band_dbm <= 0:
+            raise ValueError("wifi.visitor_band_dbm must be within -120..0 dBm")
+        if not self.window_s <= self.passersby_bucket_s <= 86_400 or self.passersby_bucket_s % self.window_s:
+            raise ValueError("wifi.passersby_bucket_s must be a multiple of wifi.window_s, at most 86400")
 
 
 @dataclass(frozen=True)

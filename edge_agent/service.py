@@ -1,8 +1,8 @@
 """Wires the agent's stages and supervises them.
 
-    frames ─▶ WifiPath ─▶ BatchAssembler ─▶ Spool ─▶ Uplink ─▶ broker
-    (source)  (parse, pseudonymise,  (signed      (SQLite)  (own thread)
-               aggregate)             batches)
+    frames ─▶ WifiPath ─▶ [PasserbyFilter] ─▶ BatchAssembler ─▶ Spool ─▶ Uplink ─▶ broker
+    (replay   (parse, pseudonymise,  (counts-only   (signed      (SQLite)  (own thread)
+     or live)  aggregate, link)       mode)          batches)
 
 The source loop runs on the calling thread and is the only writer of the
 spool; the uplink reads and deletes from its own thread. A stop request
@@ -24,9 +24,12 @@ from edge_agent.camera.worker import CameraWorker
 from edge_agent.config import AgentConfig
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink
+from edge_agent.wifi.live import LiveSource
+from edge_agent.wifi.passersby import PasserbyFilter
 from edge_agent.wifi.pipeline import WifiPath
 from edge_agent.wifi.pseudonym import Pseudonymiser
-from edge_agent.wifi.ratchet import KeyRatchet
+from edge_agent.wifi.ratchet import KeyRatchet, KeyStateError
+from edge_agent.wifi.sightings import ClosedWindow
 from shared.logs import version
 from shared.signing import DeviceSigner
 
@@ -49,7 +52,18 @@ class AgentService:
         self.stop_event = threading.Event()
         signer = DeviceSigner.from_file(config.signing_key_path)
         ratchet = KeyRatchet.load(config.pseudonym_key_path)
-        self.wifi = WifiPath(Pseudonymiser(ratchet, config.pseudonym.opt_out_set()), config.wifi.window_s)
+        if ratchet.period_s != config.pseudonym.period_s:
+            raise KeyStateError(
+                f"{config.pseudonym_key_path}: the key group's key period is {ratchet.period_s} s but "
+                f"pseudonym.period_s is {config.pseudonym.period_s} s — set pseudonym.period_s: {ratchet.period_s}, "
+                "or provision a key file made for the configured period"
+            )
+        wifi = config.wifi
+        self.wifi = WifiPath(Pseudonymiser(ratchet, config.pseudonym.opt_out_set()), wifi.window_s, wifi.linker)
+        self.passersby = (
+            PasserbyFilter(wifi.visitor_band_dbm, wifi.passersby_bucket_s) if wifi.passersby == "counts" else None
+        )
+        self.capture: LiveSource | None = None
         self.spool = Spool.from_config(dataclasses.replace(config.spool, path=config.spool_path))
         self.assembler = BatchAssembler(config.site_id, config.device_id, signer, self.spool, config.batch)
         self.uplink = Uplink(config.mqtt, self.spool, config.site_id, config.device_id, self.status)
@@ -62,40 +76,66 @@ class AgentService:
             self.camera.start()
         log.info("agent started site=%s device=%s version=%s", self.config.site_id, self.config.device_id, version())
 
+    def live_source(self) -> LiveSource:
+        """The supervised monitor-mode capture of ``wifi.interface``; its state joins the status."""
+        wifi = self.config.wifi
+        assert wifi.interface is not None
+        self.capture = LiveSource(wifi.interface, wifi.channels, wifi.dwell_s, self.stop_event)
+        return self.capture
+
     def status(self) -> dict[str, Any]:
         """Fields the retained status adds to the uplink's own (counters only: no pseudonyms, no MACs)."""
+        wifi = {
+            "state": self.source_state,
+            **self.wifi.stats.as_dict(),
+            "skipped": self.wifi.skipped.as_dict(),
+            "linker": self.wifi.linker.stats.as_dict(),
+            "passersby": self.config.wifi.passersby,
+            **({"capture": self.capture.status().as_dict()} if self.capture is not None else {}),
+        }
         return {
             "agent_version": version(),
-            "wifi": {"state": self.source_state, **self.wifi.stats.as_dict(), "skipped": self.wifi.skipped.as_dict()},
+            "wifi": wifi,
             "batches_written": self.assembler.batches_written,
             **({"camera": self.camera.status()} if self.camera is not None else {}),
         }
 
-    def run_wifi(self, frames: Iterable[tuple[float, int, bytes]], live: bool, total_frames: int | None = None) -> None:
-        """Feed a frame source through the path until it ends or a stop is requested."""
+    def run_wifi(
+        self, frames: Iterable[tuple[float, int, bytes] | None], live: bool, total_frames: int | None = None
+    ) -> None:
+        """Feed a frame source through the path until it ends or a stop is requested.
+
+        A live source yields ``None`` while no frame arrives, so windows still
+        close and batches still go out in quiet times.
+        """
         wifi, assembler, stop = self.wifi, self.assembler, self.stop_event
         self.source_state = "capturing"
         next_pump_s = next_progress_s = time.monotonic()
         countdown = CHECK_EVERY_FRAMES
         add_frame = wifi.add_frame
-        for timestamp_s, linktype, frame in frames:
-            add_frame(timestamp_s, linktype, frame)
-            countdown -= 1
-            if countdown:
-                continue
+        for item in frames:
+            if item is not None:
+                add_frame(*item)
+                countdown -= 1
+                if countdown:
+                    continue
             countdown = CHECK_EVERY_FRAMES
             if stop.is_set():
                 break
             now = time.monotonic()
             if now >= next_pump_s:
                 next_pump_s = now + PUMP_INTERVAL_S
-                assembler.add_windows(wifi.flush_before(time.time()) if live else wifi.drain())
+                if live:
+                    wall_s = time.time()
+                    self._hand_over_sightings(wifi.flush_before(wall_s), wall_s)
+                else:
+                    self._hand_over_sightings(wifi.drain())
                 self._hand_over_crossings()
                 assembler.flush_due()
             if now >= next_progress_s:
                 next_progress_s = now + PROGRESS_INTERVAL_S
                 self._log_progress(total_frames)
-        assembler.add_windows(wifi.flush_all())
+        self._hand_over_sightings(wifi.flush_all(), final=True)
         self._stop_camera()
         assembler.flush()
         self.source_state = "stopped" if stop.is_set() else "finished"
@@ -109,6 +149,19 @@ class AgentService:
             self.assembler.flush_due()
         self._stop_camera()
         self.assembler.flush()
+
+    def _hand_over_sightings(self, windows: list[ClosedWindow], now_s: float | None = None, final: bool = False) -> None:
+        """Closed windows to the batcher; in passers-by counts mode through the filter first."""
+        if self.passersby is not None:
+            split = self.passersby.process(windows, now_s)
+            windows = split.windows
+            passersby = split.passersby
+            if final:
+                rest = self.passersby.flush()
+                windows, passersby = windows + rest.windows, passersby + rest.passersby
+            for counts in passersby:
+                self.assembler.add_passersby(counts.epoch, counts.bucket_s, counts.rows)
+        self.assembler.add_windows(windows)
 
     def _hand_over_crossings(self) -> None:
         """The camera thread queues crossings; this (the batcher's) thread moves them into batches."""

@@ -28,7 +28,7 @@ keyed material every sensor of the key group shares, so two sensors that hear
 a phone from the same MAC on agree on its id; where they start from different
 MACs, the collector merges clusters that share a MAC pseudonym
 (:mod:`collector.analytics.devices`). The linker sees pseudonyms only, never a
-raw MAC, and keeps state for the current key epochs only.
+raw MAC, and forgets an epoch's pseudonyms once its last window has closed.
 """
 
 from __future__ import annotations
@@ -145,6 +145,11 @@ class DeviceLinker:
     @property
     def tracked_macs(self) -> int:
         return sum(len(links.cluster_of) for links in self._epochs.values())
+
+    def retire_before(self, epoch: int) -> None:
+        """Forget every epoch older than ``epoch``: its windows are closed, its key is gone."""
+        for old in [e for e in self._epochs if e < epoch]:
+            del self._epochs[old]
 
     def _start_epoch(self, epoch: int) -> _EpochLinks:
         """Keep the newest two epochs: windows of the previous one may still be closing."""

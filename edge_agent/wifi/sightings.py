@@ -118,6 +118,8 @@ class SightingAggregator:
             in_order = sorted(window.items(), key=lambda item: item[1][_FIRST_SEEN_S])
             rows = [self._row(epoch, start_s, pseudonym, acc) for pseudonym, acc in in_order]
             closed.append(ClosedWindow(epoch, self.window_s, rows))
+        if self.linker is not None and closed:
+            self.linker.retire_before(min((epoch for epoch, _ in self._open), default=closed[-1].epoch))
         return closed
 
     def _row(self, epoch: int, start_s: int, pseudonym: int, acc: list) -> SightingRow:
