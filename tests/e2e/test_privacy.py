@@ -1,9 +1,10 @@
-"""Privacy red line: no raw MAC in any byte that leaves the capture code.
+"""Privacy red line: no raw MAC and no SSID in any byte that leaves the capture code.
 
-The agent replays a real capture; we record everything it publishes (every
-topic), everything it writes to its state directory (spool, WAL, key state)
-and everything it logs at DEBUG level, and look for each source MAC of the
-capture in every byte order and text form we can think of.
+The agent replays a real capture, in both passer-by modes; we record
+everything it publishes (every topic), everything it writes to its state
+directory (spool, WAL, key state) and everything it logs at DEBUG level, and
+look for each source MAC of the capture in every byte order and text form we
+can think of, and for every network name the phones probed for.
 """
 
 from __future__ import annotations
@@ -74,17 +75,34 @@ class Recorder:
         return b"\n".join(self.messages)
 
 
-def test_no_source_mac_in_anything_published_spooled_or_logged(system, broker):
+def ssids_of(probes: list) -> set[bytes]:
+    """Network names of at least 4 bytes the phones probed for (shorter ones occur in any binary by chance)."""
+    ssids = set()
+    for probe in probes:
+        elements = probe.information_elements
+        if elements[:1] == b"\x00" and len(elements) >= 2 and elements[1] >= 4:
+            ssids.add(elements[2 : 2 + elements[1]])
+    return ssids
+
+
+@pytest.mark.parametrize("passersby", ["pseudonyms", "counts"])
+def test_no_source_mac_in_anything_published_spooled_or_logged(system, broker, passersby):
     capture = require_real_data(BRNO_DAY)
-    macs = {
-        probe.source_mac
+    probes = [
+        probe
         for timestamp_s, linktype, frame in open_capture(capture)
         if (probe := parse_frame(timestamp_s, linktype, frame)) is not None
-    }
+    ]
+    macs = {probe.source_mac for probe in probes}
     assert len(macs) > 1_000
     needles = set().union(*(mac_forms(mac) for mac in macs))
+    ssids = ssids_of(probes)
+    assert len(ssids) > 10
+    ssid_needles = ssids | {ssid.hex().encode() for ssid in ssids} | {base64.b64encode(ssid) for ssid in ssids}
 
-    config = system.provision_device("lab", "pos1", "2022-11-22", log_level="DEBUG")
+    config = system.provision_device(
+        "lab", "pos1", "2022-11-22", log_level="DEBUG", wifi={"passersby": passersby}
+    )
     recorder = Recorder(broker.host, broker.port)
     # No collector: nothing gets acked, so every batch is still in the spool when the agent exits.
     result = subprocess.run(
@@ -101,9 +119,13 @@ def test_no_source_mac_in_anything_published_spooled_or_logged(system, broker):
     assert b"DEBUG" in logged or b"INFO" in logged
 
     stored = b"".join(path.read_bytes() for path in sorted(state_dir.rglob("*")) if path.is_file())
+    counts_block = b"\xa9passersby"  # the msgpack key of the batch block (the status names the mode in JSON)
+    assert (counts_block in published) == (passersby == "counts")
     for name, blob in (("published", published), ("spooled", stored), ("logged", logged)):
         leaked = find_macs(blob, needles)
         assert not leaked, f"{len(leaked)} MAC forms found in what the agent {name}, e.g. {sorted(leaked)[:3]}"
+        leaked = find_macs(blob, ssid_needles)
+        assert not leaked, f"{len(leaked)} SSIDs found in what the agent {name}, e.g. {sorted(leaked)[:3]}"
 
 
 def test_the_detector_finds_a_planted_mac():
