@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pytest
+import yaml
 
 from collector.config import load_collector_config
-from edge_agent.config import load_agent_config
+from edge_agent.config import PseudonymConfig, WifiConfig, load_agent_config
+from edge_agent.wifi.linker import LinkerConfig
 from shared.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +87,25 @@ def test_example_configs_load_and_stay_true_to_the_code():
     assert collector.mqtt.receive_maximum >= 1
 
 
+def test_the_example_documents_every_wifi_and_pseudonym_key():
+    document = yaml.safe_load((REPO / "configs" / "agent.example.yaml").read_text())
+
+    def keys(schema: type, prefix: str) -> set[str]:
+        return {prefix + f.name for f in dataclasses.fields(schema)}
+
+    def documented(doc: dict, prefix: str) -> set[str]:
+        found = set()
+        for key, value in doc.items():
+            found.add(prefix + key)
+            if isinstance(value, dict):
+                found |= documented(value, f"{prefix}{key}.")
+        return found
+
+    expected = keys(WifiConfig, "wifi.") | keys(LinkerConfig, "wifi.linker.") | keys(PseudonymConfig, "pseudonym.")
+    present = documented(document, "") | {"pseudonym.key_file"}  # commented out: its default is derived
+    assert expected <= present, sorted(expected - present)
+
+
 def test_agent_config_rejects_bad_ids_and_macs(tmp_path):
     path = tmp_path / "agent.yaml"
     path.write_text("site_id: 'store 42'\ndevice_id: d1\n")
@@ -91,4 +113,22 @@ def test_agent_config_rejects_bad_ids_and_macs(tmp_path):
         load_agent_config(path)
     path.write_text("site_id: s1\ndevice_id: d1\npseudonym: {opt_out_macs: ['not-a-mac']}\n")
     with pytest.raises(ConfigError, match=r"opt_out_macs\[0\] is not a MAC address"):
+        load_agent_config(path)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("wifi: {channels: [1, 15]}", "15 is not a 2.4 GHz"),
+        ("wifi: {channels: []}", "at least one channel"),
+        ("wifi: {passersby: hide}", "use one of 'pseudonyms', 'counts'"),
+        ("wifi: {passersby_bucket_s: 305}", "multiple of wifi.window_s"),
+        ("wifi: {linker: {max_gap_s: 3600}}", "forget_after_s must be at least"),
+        ("pseudonym: {period_s: 60}", "period_s must be within"),
+    ],
+)
+def test_agent_wifi_and_privacy_settings_are_checked_with_the_fix(tmp_path, yaml_text, message):
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"site_id: s1\ndevice_id: d1\n{yaml_text}\n")
+    with pytest.raises(ConfigError, match=message):
         load_agent_config(path)
