@@ -75,7 +75,8 @@ class Count(NamedTuple):
 
 def count_devices(sightings: list[DeviceSighting]) -> Count:
     index = DeviceIndex(sightings)
-    return Count(len({index.device_of(s.key_epoch, s.pseudonym) for s in sightings}), len({s.pseudonym for s in sightings}))
+    devices = {index.device_of(s.key_epoch, s.pseudonym) for s in sightings}
+    return Count(len(devices), len({s.pseudonym for s in sightings}))
 
 
 def polimi(data_dir: Path, linker: LinkerConfig) -> bool:
@@ -142,8 +143,13 @@ class DayResult(NamedTuple):
     mean_any_rssi_without_stationary: float
 
 
-def brno_day(day: str, captures: list[Path], linker: LinkerConfig, presence: PresenceConfig, stationary: StationaryConfig) -> DayResult:
-    sightings = [s for capture in captures for s in sightings_of(capture.stem.split("_", 1)[1], open_capture(capture), linker)]
+def brno_day(
+    day: str, captures: list[Path], linker: LinkerConfig, presence: PresenceConfig, stationary: StationaryConfig
+) -> DayResult:
+    """One day: each capture is a sensor (its position), all in one key group."""
+    sightings = [
+        s for capture in captures for s in sightings_of(capture.stem.split("_", 1)[1], open_capture(capture), linker)
+    ]
     index = DeviceIndex(sightings)
     intervals = presence_intervals(sightings, index.device_of, presence)
     fixed = stationary_devices(sightings, index.device_of, stationary)
@@ -184,7 +190,10 @@ def brno(data_dir: Path, linker: LinkerConfig, presence: PresenceConfig, station
         f"(band >= {presence.band_dbm} dBm, gaps < {presence.gap_s} s bridged, "
         f"stationary = heard in >= {stationary.min_hours} hours)\n"
     )
-    header = f"{'day':<12}{'sensors':>8}{'r estimate':>12}{'r naive':>9}{'gain':>7}{'mean est':>10}{'+stationary':>12}{'naive MACs':>11}{'truth':>7}{'stationary':>11}"
+    header = (
+        f"{'day':<12}{'sensors':>8}{'r estimate':>12}{'r naive':>9}{'gain':>7}"
+        f"{'mean est':>10}{'+stationary':>12}{'naive MACs':>11}{'truth':>7}{'stationary':>11}"
+    )
     print(header)
     print("-" * len(header))
     results = [brno_day(day, captures, linker, presence, stationary) for day, captures in sorted(by_day.items())]
@@ -194,20 +203,23 @@ def brno(data_dir: Path, linker: LinkerConfig, presence: PresenceConfig, station
         else:
             figures = f"{result.r_estimate:>12.3f}{result.r_naive:>9.3f}{result.r_estimate - result.r_naive:>+7.3f}"
         print(
-            f"{result.day:<12}{result.sensors:>8}{figures}{result.mean_estimate:>10.1f}{result.mean_with_stationary:>12.1f}"
+            f"{result.day:<12}{result.sensors:>8}{figures}"
+            f"{result.mean_estimate:>10.1f}{result.mean_with_stationary:>12.1f}"
             f"{result.mean_naive:>11.1f}{result.mean_truth:>7.1f}{result.stationary:>11}"
         )
     labelled = [r for r in results if r.r_estimate is not None and r.r_naive is not None]
     mean_r = statistics.fmean(r.r_estimate for r in labelled)  # type: ignore[misc]
     mean_naive = statistics.fmean(r.r_naive for r in labelled)  # type: ignore[misc]
     print("-" * len(header))
-    print(f"{'mean of ' + str(len(labelled)) + ' labelled days':<20}{mean_r:>12.3f}{mean_naive:>9.3f}{mean_r - mean_naive:>+7.3f}")
+    label = f"mean of {len(labelled)} labelled days"
+    print(f"{label:<20}{mean_r:>12.3f}{mean_naive:>9.3f}{mean_r - mean_naive:>+7.3f}")
     empty = next(r for r in results if r.day == EMPTY_DAY)
     print(
         f"\nempty day {EMPTY_DAY} (truth 0): {empty.stationary} devices flagged stationary. In the band: "
-        f"{empty.mean_estimate:.1f} devices present on average without them, {empty.mean_with_stationary:.1f} with them. "
-        f"At any signal strength: {empty.mean_any_rssi:.1f} present, all but "
-        f"{empty.mean_any_rssi_without_stationary:.1f} of them flagged stationary; naive {empty.mean_naive:.1f} MACs per bucket\n"
+        f"{empty.mean_estimate:.1f} devices present on average without them, "
+        f"{empty.mean_with_stationary:.1f} with them. At any signal strength: {empty.mean_any_rssi:.1f} present, "
+        f"all but {empty.mean_any_rssi_without_stationary:.1f} of them flagged stationary; "
+        f"naive {empty.mean_naive:.1f} MACs per bucket\n"
     )
     return mean_r >= 0.85 and mean_r - mean_naive >= 0.10 and empty.stationary > 0 and empty.mean_estimate < 1.0
 

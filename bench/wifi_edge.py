@@ -166,11 +166,11 @@ def main() -> int:
         ("read + parse", read_and_parse),
     ]
     if pipeline_available():
-        edge_stages.append(("edge path (read+parse+pseudo+agg)", full_path))
+        edge_stages.append(("edge path (parse+pseudo+agg+link)", full_path))
     for stage, run in edge_stages:
         rows.append(Measurement(stage, *best_of(args.repeat, partial(run, args.capture))))
     if not pipeline_available():
-        rows.append(Measurement("edge path (read+parse+pseudo+agg)", 0, 0.0, "pipeline not available"))
+        rows.append(Measurement("edge path (parse+pseudo+agg+link)", 0, 0.0, "pipeline not available"))
     total_frames = rows[0].frames
 
     anchor_repeat = min(args.repeat, 3)  # the anchors are slow, and their exact figure matters less

@@ -150,7 +150,9 @@ class AgentService:
         self._stop_camera()
         self.assembler.flush()
 
-    def _hand_over_sightings(self, windows: list[ClosedWindow], now_s: float | None = None, final: bool = False) -> None:
+    def _hand_over_sightings(
+        self, windows: list[ClosedWindow], now_s: float | None = None, final: bool = False
+    ) -> None:
         """Closed windows to the batcher; in passers-by counts mode through the filter first."""
         if self.passersby is not None:
             split = self.passersby.process(windows, now_s)

@@ -53,7 +53,9 @@ class LinkerConfig:
     seq_window: int = field(default=8, metadata={"help": "largest sequence-number step that counts as continuity"})
     seq_gap_s: float = field(default=120.0, metadata={"help": "longest silence a sequence-number link bridges"})
     rssi_db: float = field(default=6.0, metadata={"help": "largest RSSI difference of an ambiguous timing link, dB"})
-    forget_after_s: float = field(default=1_800.0, metadata={"help": "forget MACs silent for this long (bounds memory)"})
+    forget_after_s: float = field(
+        default=1_800.0, metadata={"help": "forget MACs silent for this long (bounds memory)"}
+    )
     link_universal_macs: bool = field(
         default=False, metadata={"help": "also link globally unique MACs; only for re-randomised (anonymised) captures"}
     )
@@ -215,7 +217,7 @@ class DeviceLinker:
         return cluster
 
     def _forget_silent(self, links: _EpochLinks, now_s: float) -> None:
-        """Drop MACs and clusters silent for ``forget_after_s``; at most one sweep per minute of stream time."""
+        """Drop MACs and clusters silent for ``forget_after_s``; one sweep per quarter of that (of stream time)."""
         cutoff_s = now_s - self.config.forget_after_s
         links.cluster_of = {p: c for p, c in links.cluster_of.items() if c.last_seen_s >= cutoff_s}
         links.by_fingerprint = {
@@ -223,4 +225,4 @@ class DeviceLinker:
             for fingerprint, clusters in links.by_fingerprint.items()
             if (kept := [c for c in clusters if c.last_seen_s >= cutoff_s])
         }
-        links.next_sweep_s = now_s + 60.0
+        links.next_sweep_s = now_s + self.config.forget_after_s / 4

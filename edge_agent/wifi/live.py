@@ -162,7 +162,8 @@ class CaptureSocket:
         self.linktype = linktype
         self._socket = L2ListenSocket(iface=interface, nofilter=1)
         try:
-            self._socket.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, sock_fprog(program.bf_len, program.bf_insns))
+            program_struct = sock_fprog(program.bf_len, program.bf_insns)
+            self._socket.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program_struct)
             self._socket.ins.setblocking(False)
         except OSError:
             self._socket.close()

@@ -18,7 +18,12 @@ T0 = 1_710_000_000  # a multiple of 300 and 3,600
 
 
 def sighting(
-    pseudonym: int, start_s: int, cluster: int | None = None, sensor: str = "a", rssi: int | None = -50, epoch: int = EPOCH
+    pseudonym: int,
+    start_s: int,
+    cluster: int | None = None,
+    sensor: str = "a",
+    rssi: int | None = -50,
+    epoch: int = EPOCH,
 ) -> DeviceSighting:
     return DeviceSighting(sensor, epoch, start_s, 10, pseudonym, pseudonym if cluster is None else cluster, rssi)
 
@@ -62,7 +67,8 @@ def test_devices_present_is_the_mean_occupancy_of_the_bucket_minutes():
 
 
 def test_a_device_heard_in_many_hours_is_stationary():
-    rows = [sighting(1, T0 + hour * 3_600 + 1_000) for hour in range(6)] + [sighting(2, T0 + 100), sighting(2, T0 + 3_700)]
+    rows = [sighting(1, T0 + hour * 3_600 + 1_000) for hour in range(6)]
+    rows += [sighting(2, T0 + 100), sighting(2, T0 + 3_700)]
     assert stationary_devices(rows, lambda epoch, pseudonym: pseudonym, StationaryConfig(min_hours=6)) == {1}
     assert stationary_devices(rows, lambda epoch, pseudonym: pseudonym, StationaryConfig(min_hours=2)) == {1, 2}
 

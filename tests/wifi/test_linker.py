@@ -137,7 +137,12 @@ def _clusters_and_macs(capture_name: str, linker: LinkerConfig) -> tuple[int, in
 
 @pytest.mark.parametrize(
     "name",
-    ["iPhone11-B_anonymized.pcap", "iPhone11-C_anonymized.pcap", "iPhone12-M_anonymized.pcap", "OppoFindX3Neo-A_anonymized.pcap"],
+    [
+        "iPhone11-B_anonymized.pcap",
+        "iPhone11-C_anonymized.pcap",
+        "iPhone12-M_anonymized.pcap",
+        "OppoFindX3Neo-A_anonymized.pcap",
+    ],
 )
 def test_one_real_phone_rotating_hundreds_of_macs_is_at_most_two_devices(name):
     # The dataset re-randomised every MAC, so the locally-administered bit means nothing there.

@@ -58,7 +58,8 @@ def test_the_compiled_filter_passes_exactly_the_probe_requests_of_real_mixed_tra
     passed = parsed = frames = 0
     for timestamp_s, linktype, frame in open_capture(require_real_data(f"wifi/aircrack/{name}")):
         program = compile_probe_filter(linktype)
-        accepted = libpcap.bpf_filter(program.bf_insns, ctypes.create_string_buffer(frame, len(frame)), len(frame), len(frame)) != 0
+        buffer = ctypes.create_string_buffer(frame, len(frame))
+        accepted = libpcap.bpf_filter(program.bf_insns, buffer, len(frame), len(frame)) != 0
         is_probe = parse_frame(timestamp_s, linktype, frame) is not None
         assert accepted == is_probe
         passed, parsed, frames = passed + accepted, parsed + is_probe, frames + 1
@@ -153,7 +154,12 @@ class Drive(NamedTuple):
     fixes: dict[InterfaceState, str]  # the fix line of each state, as the status showed it
 
 
-def drive(source: LiveSource, until: Callable[[], bool], on_state: dict[InterfaceState, Callable[[], object]], limit_s: float = 10.0) -> Drive:
+def drive(
+    source: LiveSource,
+    until: Callable[[], bool],
+    on_state: dict[InterfaceState, Callable[[], object]],
+    limit_s: float = 10.0,
+) -> Drive:
     """Iterate the source, changing the world (sysfs, opener) whenever it reaches a state, until ``until()``."""
     frames = []
     fixes: dict[InterfaceState, str] = {}
@@ -174,7 +180,8 @@ def drive(source: LiveSource, until: Callable[[], bool], on_state: dict[Interfac
 def test_every_interface_problem_is_a_state_with_one_log_line_naming_the_fix(tmp_path, caplog):
     probe = radiotap([0x0], b"") + management_frame()
     capture = ReplaySocket(LINKTYPE_IEEE802_11_RADIOTAP, [probe, probe])
-    opener = Opener([PermissionError(errno.EPERM, "Operation not permitted"), OSError(errno.EINVAL, "Invalid argument"), capture])
+    refusals = [PermissionError(errno.EPERM, "Operation not permitted"), OSError(errno.EINVAL, "Invalid argument")]
+    opener = Opener([*refusals, capture])
     stop = threading.Event()
     source = live_source(tmp_path, opener, stop)
     caplog.set_level(logging.INFO, logger="footfall.agent.wifi")
@@ -201,7 +208,8 @@ def test_every_interface_problem_is_a_state_with_one_log_line_naming_the_fix(tmp
     assert capture.closed and opener.opened == [(IFACE, LINKTYPE_IEEE802_11_RADIOTAP)] * 3
     lines = [r.getMessage() for r in caplog.records if r.name == "footfall.agent.wifi"]
     assert len(lines) == len(source.transitions)  # retries in one state do not repeat the line
-    for needle in ("plug the USB Wi-Fi adapter", "set type monitor", f"is down: run `ip link set {IFACE} up`", "CAP_NET_RAW", "EINVAL"):
+    fixes = ("plug the USB Wi-Fi adapter", "set type monitor", f"is down: run `ip link set {IFACE} up`", "CAP_NET_RAW")
+    for needle in (*fixes, "EINVAL"):
         assert sum(needle in line for line in lines) == 1, needle
 
 
@@ -275,7 +283,7 @@ def test_a_long_silence_is_reported_not_hidden(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a raw AF_PACKET socket needs CAP_NET_RAW")
 def test_the_kernel_filter_on_a_real_socket_passes_probe_requests_and_counts_them():
-    """On loopback, bytes sent with AF_PACKET arrive unchanged: radiotap frames reach the BPF as on a monitor interface."""
+    """On loopback, bytes sent with AF_PACKET arrive unchanged: radiotap frames meet the BPF as on a monitor interface."""
     capture = CaptureSocket("lo", LINKTYPE_IEEE802_11_RADIOTAP)
     sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     try:
