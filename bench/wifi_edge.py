@@ -1,7 +1,7 @@
 """Frames per second of the Wi-Fi edge path, beside scapy and tshark on the same capture.
 
 The brief's target is >= 100,000 frames/s on one core for read -> parse ->
-pseudonymise -> sightings; the anchors put that in perspective (scapy full
+pseudonymise -> sightings -> MAC linking ("edge path (read..agg+link)"); the anchors put that in perspective (scapy full
 dissection ~800/s, tshark field extraction ~20,000/s). Every stage runs a few
 times in this process and the best run counts, so a noisy neighbour on the
 machine does not decide the figure.
@@ -166,11 +166,11 @@ def main() -> int:
         ("read + parse", read_and_parse),
     ]
     if pipeline_available():
-        edge_stages.append(("edge path (parse+pseudo+agg+link)", full_path))
+        edge_stages.append(("edge path (read..agg+link)", full_path))
     for stage, run in edge_stages:
         rows.append(Measurement(stage, *best_of(args.repeat, partial(run, args.capture))))
     if not pipeline_available():
-        rows.append(Measurement("edge path (parse+pseudo+agg+link)", 0, 0.0, "pipeline not available"))
+        rows.append(Measurement("edge path (read..agg+link)", 0, 0.0, "pipeline not available"))
     total_frames = rows[0].frames
 
     anchor_repeat = min(args.repeat, 3)  # the anchors are slow, and their exact figure matters less
