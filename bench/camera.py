@@ -9,7 +9,7 @@ Accuracy: every labelled clip in ``../shared/data/video`` runs through the
 same path with that clip's installation settings (line, in side, person size
 — what an installer writes into agent.yaml; nothing is tuned to labelled
 frames). A count matches a label when direction agrees and the frames are
-within ``--tolerance-frames``; unmatched counts are spurious.
+within ``--tolerance-s``; unmatched counts are spurious.
 
 The clips are 14-63 s long and people are in view from frame 0, so a cold
 background model would still be learning while the first people cross. A

@@ -6,13 +6,16 @@ must be seen clearly on one side (outside the hysteresis band), then clearly
 on the other, having moved at least ``min_travel_px`` across; each track
 counts at most once per direction; and a track that disappears through the
 frame edge just after the line counts even though the band is cut off by the
-edge. Positions beyond the ends of a line that stops short of the frame
+edge. One person whose blob broke into two tracks (motion blur, a bag, an
+arm) would still count twice, so a second count in the same direction at
+the same place along the line within a fraction of a second is dropped. Positions beyond the ends of a line that stops short of the frame
 forget the side, so walking around the end of a line is not a crossing.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 from edge_agent.camera.config import LineConfig
@@ -22,6 +25,8 @@ from shared.protocol import CrossingRow
 _SIDE_REFERENCE = {"top": (0.0, -1.0), "bottom": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}
 
 
+#: Two same-direction counts this close in time (and place) are one person split in two.
+DUPLICATE_WINDOW_S = 0.35
 #: At the frame edge a track must still be this share of the half band past the line.
 EDGE_MIN_BAND_SHARE = 0.25
 
@@ -86,8 +91,11 @@ class LineCounter:
         width_px: int,
         height_px: int,
         edge_margin_px: float,
+        duplicate_radius_px: float,
     ) -> None:
         self.line_id = config.id
+        self._duplicate_radius_px = duplicate_radius_px
+        self._recent: deque[tuple[float, str, float, float]] = deque(maxlen=64)  # (t_s, direction, x, y)
         self.geometry = LineGeometry(config, width_px, height_px)
         self.half_band_px = config.band_frac * height_px / 2
         self.min_travel_px = max(config.min_travel_frac * height_px, 2 * self.half_band_px)
@@ -139,8 +147,21 @@ class LineCounter:
         if direction in state.counted:
             return None
         state.counted.add(direction)
+        if self._is_duplicate(crossed_t_s, direction, *state.last_xy):
+            return None
+        self._recent.append((crossed_t_s, direction, *state.last_xy))
         self.counts[direction] += 1
         return CrossingRow(crossed_t_s, self.line_id, direction, track_id)
+
+    def _is_duplicate(self, t_s: float, direction: str, x: float, y: float) -> bool:
+        """Another track counted the same direction right here a moment ago: the same person split in two."""
+        radius_sq = self._duplicate_radius_px**2
+        return any(
+            other_direction == direction
+            and abs(t_s - other_t_s) <= DUPLICATE_WINDOW_S
+            and (x - other_x) ** 2 + (y - other_y) ** 2 <= radius_sq
+            for other_t_s, other_direction, other_x, other_y in self._recent
+        )
 
     def _near_edge(self, x: float, y: float) -> bool:
         margin = self._edge_margin_px

@@ -22,6 +22,8 @@ from shared.protocol import CrossingRow
 
 #: A track whose last position is this share of a person's size from the border left through it.
 EDGE_MARGIN_PERSONS = 0.5
+#: Two tracks counting the same way within this share of a person's width (and a moment) are one person.
+DUPLICATE_RADIUS_PERSONS = 0.5
 
 
 @dataclass
@@ -53,7 +55,8 @@ class CountingPipeline:
         edge_margin_px = EDGE_MARGIN_PERSONS * min(person_width_px, person_height_px)
         max_coast_frames = round(config.tracking.max_coast_s * fps)
         self.tracker = Tracker(self.width_px, self.height_px, max_step_px, max_coast_frames, edge_margin_px)
-        self.counter = LineCounter(config.line, self.width_px, self.height_px, edge_margin_px)
+        duplicate_radius_px = DUPLICATE_RADIUS_PERSONS * person_width_px
+        self.counter = LineCounter(config.line, self.width_px, self.height_px, edge_margin_px, duplicate_radius_px)
         self.stats = PipelineStats()
         self.last_detections: list[Detection] = []
 
@@ -78,7 +81,7 @@ class CountingPipeline:
         for track in self.tracker.tracks:
             if track.hits == 1 and not track.missed:
                 self.stats.tracks_started += 1
-            if track.missed or not track.confirmed:
+            if track.missed:
                 continue  # count what was seen, not what was predicted
             if (row := update(track.track_id, track.x, track.y, t_s)) is not None:
                 crossings.append(row)

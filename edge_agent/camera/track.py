@@ -27,7 +27,7 @@ CONFIRM_HITS = 3
 COAST_VELOCITY_DECAY = 0.85
 #: While a track's prediction lies inside another track's blob, it may coast this many times longer.
 MERGED_COAST_FACTOR = 3
-#: A coasting track at the frame edge has most likely left the picture.
+#: A coasting track at the frame edge, heading out, has most likely left the picture.
 EDGE_COAST_FRAMES = 1
 #: The gate widens by this share of a step per missed frame, for at most this many frames.
 GATE_GROWTH_PER_MISS, GATE_GROWTH_MAX_MISSES = 0.5, 2
@@ -100,7 +100,7 @@ class Tracker:
                 track.vy *= COAST_VELOCITY_DECAY
                 track.missed += 1
                 limit = self._max_coast_frames
-                if self._near_edge(px, py):
+                if self._leaving(px, py, track.vx, track.vy):
                     limit = EDGE_COAST_FRAMES  # people vanish through the edge: do not wait for them
                 elif _inside_any(px, py, detections, matched_detections):
                     limit *= MERGED_COAST_FACTOR
@@ -150,9 +150,15 @@ class Tracker:
     def _in_frame(self, x: float, y: float) -> bool:
         return 0 <= x < self._width_px and 0 <= y < self._height_px
 
-    def _near_edge(self, x: float, y: float) -> bool:
+    def _leaving(self, x: float, y: float, vx: float, vy: float) -> bool:
+        """Near an edge and heading out through it."""
         margin = self._edge_margin_px
-        return x < margin or y < margin or x > self._width_px - margin or y > self._height_px - margin
+        return (
+            (x < margin and vx < 0)
+            or (y < margin and vy < 0)
+            or (x > self._width_px - margin and vx > 0)
+            or (y > self._height_px - margin and vy > 0)
+        )
 
 
 def _inside_any(x: float, y: float, detections: list[Detection], taken: set[int]) -> bool:
