@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument(
         "--public-key",
         required=True,
-        help="URL-safe base64 key from `footfall-agent keygen`; it may start with '-', so write --public-key=KEY",
+        help="base64 public key printed by `footfall-agent keygen`",
     )
     enroll.add_argument("--replace-key", action="store_true", help="allow replacing the key of an enrolled device")
     enroll.set_defaults(handler=_with_connection(_device_enroll))

@@ -2,7 +2,8 @@
 
 The private key stays on the device (PEM, PKCS#8, mode 0600); the collector
 only ever holds the 32-byte raw public key recorded at enrollment. Public keys
-travel as URL-safe base64 text so they fit in a config file or a CLI flag.
+travel as standard base64 text (never starting with ``-``, so a CLI never
+mistakes one for an option); URL-safe base64 is accepted too.
 """
 
 from __future__ import annotations
@@ -73,15 +74,16 @@ class DeviceSigner:
 
 
 def encode_public_key(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode("ascii")
+    return base64.b64encode(raw).decode("ascii")
 
 
 def decode_public_key(text: str) -> bytes:
     """Parse the base64 text form; raise ``ValueError`` with the expected form."""
+    cleaned = text.strip().replace("-", "+").replace("_", "/")
     try:
-        raw = base64.urlsafe_b64decode(text.strip().encode("ascii"))
+        raw = base64.b64decode(cleaned.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError):
-        raise ValueError("public key must be URL-safe base64 of 32 bytes") from None
+        raise ValueError("public key must be base64 of 32 bytes") from None
     if len(raw) != PUBLIC_KEY_BYTES:
         raise ValueError(f"public key must be 32 bytes, got {len(raw)}")
     return raw

@@ -165,7 +165,7 @@ class LocalSystem:
             "footfall-agent keygen",
         )
         public_key = next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("public key: "))
-        self.collector_cli("device", "enroll", site_id, device_id, "--public-key", public_key, "--dsn", self.dsn)
+        self.collector_cli("device", "enroll", site_id, device_id, f"--public-key={public_key}", "--dsn", self.dsn)
         return config_path
 
     def agent_replay_command(self, config_path: Path, capture: Path, speed: str = "max", wait_acked_s: float = 120) -> list[str]:

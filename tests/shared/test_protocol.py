@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 
 import msgpack
@@ -151,8 +152,6 @@ def test_public_key_text_never_looks_like_a_cli_option():
         assert not text.startswith("-")
         assert len(decode_public_key(text)) == 32
     raw = bytes(range(32))
-    import base64
-
     assert decode_public_key(base64.urlsafe_b64encode(raw).decode()) == raw
     for bad in ("", "abc", "!" * 44, base64.b64encode(bytes(31)).decode()):
         with pytest.raises(ValueError):
