@@ -47,8 +47,8 @@ class SourceStatus:
     def as_dict(self, stall_s: float) -> dict[str, Any]:
         state = self.state
         if state == STREAMING and self.last_frame_monotonic is not None:
-            if time.monotonic() - self.last_frame_monotonic > stall_s:
-                state = "stalled"  # a read is blocked right now; the timeout will reopen it
+            if time.monotonic() - self.last_frame_monotonic > stall_s / 2:
+                state = "stalled"  # a read is blocked right now; at stall_s the timeout cuts it and reopens
         return {"state": state, "frames": self.frames, "reconnects": self.reconnects, "last_error": self.last_error}
 
 
