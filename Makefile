@@ -29,6 +29,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/wifi_edge.py
+	$(PY) bench/camera.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache *.egg-info
