@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from typing import Any
 from edge_agent.batcher import BatchAssembler
 from edge_agent.camera.worker import CameraWorker
 from edge_agent.config import AgentConfig
+from edge_agent.health import SOURCE_STALL_S, AgentHealth
 from edge_agent.spool import Spool
 from edge_agent.uplink import Uplink
 from edge_agent.wifi.live import LiveSource
@@ -31,7 +33,9 @@ from edge_agent.wifi.pseudonym import Pseudonymiser
 from edge_agent.wifi.ratchet import KeyRatchet, KeyStateError
 from edge_agent.wifi.sightings import ClosedWindow
 from shared.logs import version
+from shared.sdnotify import SystemdNotifier
 from shared.signing import DeviceSigner
+from shared.watchdog import Heartbeat, WatchdogFeeder
 
 log = logging.getLogger("footfall.agent")
 
@@ -69,12 +73,28 @@ class AgentService:
         self.uplink = Uplink(config.mqtt, self.spool, config.site_id, config.device_id, self.status)
         self.source_state = "idle"
         self.camera = CameraWorker(config.camera) if config.camera.enabled else None
+        #: No promise until a live source loop turns (a replay may wait long between frames).
+        self.source_heartbeat = Heartbeat(math.inf)
+        self.health = AgentHealth(self.uplink, self.source_heartbeat, self.camera, self.stop_event)
+        self.notifier = SystemdNotifier.from_environment()
+        self.watchdog = WatchdogFeeder(self.notifier, self.health.problems, self.status_line)
 
     def start(self) -> None:
+        """Start the threads, then tell systemd we are ready (keys, spool and config already loaded)."""
         self.uplink.start()
         if self.camera is not None:
             self.camera.start()
+        self.notifier.ready(self.status_line())
+        self.watchdog.start()
         log.info("agent started site=%s device=%s version=%s", self.config.site_id, self.config.device_id, version())
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``."""
+        spool = self.spool.stats()
+        return (
+            f"wifi {self.source_state}, broker {self.uplink.stats().connection}, "
+            f"spool {spool.batches} batches ({spool.bytes} bytes), {spool.evicted_batches} evicted"
+        )
 
     def live_source(self) -> LiveSource:
         """The supervised monitor-mode capture of ``wifi.interface``; its state joins the status."""
@@ -122,6 +142,7 @@ class AgentService:
             countdown = CHECK_EVERY_FRAMES
             if stop.is_set():
                 break
+            self.source_heartbeat.beat(SOURCE_STALL_S if live else math.inf)
             now = time.monotonic()
             if now >= next_pump_s:
                 next_pump_s = now + PUMP_INTERVAL_S
@@ -145,6 +166,7 @@ class AgentService:
         """Without a Wi-Fi source: pump camera crossings into batches until the camera ends or a stop."""
         assert self.camera is not None
         while self.camera.running and not self.stop_event.wait(PUMP_INTERVAL_S):
+            self.source_heartbeat.beat(SOURCE_STALL_S)
             self._hand_over_crossings()
             self.assembler.flush_due()
         self._stop_camera()
@@ -179,12 +201,14 @@ class AgentService:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.notifier.stopping("stopping: moving buffered events into the spool")
         if self.camera is not None:
             self.camera.stop()
 
     def close(self, wait_acked_s: float = 0.0) -> bool:
         """Wait up to ``wait_acked_s`` for the collector to ack everything, then disconnect."""
         delivered = self.uplink.wait_idle(wait_acked_s) if wait_acked_s > 0 else not self.spool.stats().batches
+        self.watchdog.stop()
         self.uplink.stop()
         self.spool.close()
         log.info("agent stopped delivered_all=%s", delivered)

@@ -43,6 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from edge_agent.spool import Spool
 from shared.protocol import ProtocolError, decode_ack, encode_status
 from shared.topics import ack_topic, batch_topic, status_topic
+from shared.watchdog import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.1
 #: How long ``stop()`` waits for the broker to confirm the final offline status.
 STOP_FLUSH_S = 2.0
+#: Longest one turn may take (a poll, or a connect with DNS, TCP and TLS) before the loop counts as hung.
+TURN_STALL_S = 60.0
 
 StatusProvider = Callable[[], dict[str, Any]]
 
@@ -160,6 +163,8 @@ class Uplink:
         self._rng = rng or random.Random()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+        #: Beaten every turn; read by the agent's health check (a hung spool or socket stops it).
+        self.heartbeat = Heartbeat(TURN_STALL_S)
 
         # Everything below belongs to the uplink thread.
         self._client: mqtt.Client | None = None
@@ -196,6 +201,10 @@ class Uplink:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def stats(self) -> UplinkStats:
         snapshot = self._snapshot
         in_flight = snapshot.awaiting_puback + snapshot.awaiting_commit
@@ -228,6 +237,7 @@ class Uplink:
         self._shutdown()
 
     def _turn(self) -> None:
+        self.heartbeat.beat(TURN_STALL_S)
         client = self._client
         if client is None:
             self._connect()
@@ -247,6 +257,7 @@ class Uplink:
             delay_s = backoff_delay_s(
                 self._failed_attempts, self.config.reconnect_min_s, self.config.reconnect_max_s, self._rng
             )
+            self.heartbeat.beat(delay_s + TURN_STALL_S)
             if self._stopping.wait(delay_s):
                 return
         self._must_wait = True
