@@ -18,6 +18,8 @@ from shared.config import ConfigError, load_config
 from shared.topics import is_valid_id
 
 DSN_ENVIRONMENT_VARIABLE = "FOOTFALL_DATABASE_DSN"
+#: Names a file holding the DSN, e.g. a systemd credential (``%d/database-dsn``).
+DSN_FILE_ENVIRONMENT_VARIABLE = "FOOTFALL_DATABASE_DSN_FILE"
 
 
 def _positive(value: float, key: str) -> None:
@@ -56,8 +58,19 @@ class MqttConfig:
     #: Reconnect backoff: doubles from min to max, each delay randomised ±50 % so collectors do not stampede.
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    #: TLS to the broker (then port is usually 8883); with a client certificate the broker knows us by its CN.
+    tls: bool = False
+    ca_path: Path | None = field(
+        default=None, metadata={"help": "PEM file of the CA that signed the broker's certificate; empty = system CAs"}
+    )
+    cert_path: Path | None = field(default=None, metadata={"help": "the collector's client certificate (PEM)"})
+    key_path: Path | None = field(default=None, metadata={"help": "the private key of cert_path (PEM)"})
 
     def __post_init__(self) -> None:
+        if (self.cert_path is None) != (self.key_path is None):
+            raise ValueError("mqtt.cert_path and mqtt.key_path must be set together")
+        if not self.tls and (self.ca_path or self.cert_path):
+            raise ValueError("mqtt.ca_path/cert_path/key_path are set but mqtt.tls is false; set tls: true")
         if not 0 < self.port < 65536:
             raise ValueError(f"mqtt.port must be 1-65535, got {self.port}")
         if not 1 <= self.receive_maximum <= 65535:
@@ -110,10 +123,23 @@ def load_collector_config(
 ) -> CollectorConfig:
     """Read ``path`` (or take the defaults when ``None``) and apply the environment override."""
     config = load_config(path, CollectorConfig) if path is not None else CollectorConfig()
+    dsn_file = environ.get(DSN_FILE_ENVIRONMENT_VARIABLE)
+    if dsn_file:
+        config = with_dsn(config, _read_dsn_file(Path(dsn_file)), source=dsn_file)
     dsn = environ.get(DSN_ENVIRONMENT_VARIABLE)
     if dsn:
         config = with_dsn(config, dsn, source=DSN_ENVIRONMENT_VARIABLE)
     return config
+
+
+def _read_dsn_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            str(path), "", f"cannot read the database DSN ({exc.strerror})",
+            f"put the DSN in this file or unset {DSN_FILE_ENVIRONMENT_VARIABLE}",
+        ) from None
 
 
 def with_dsn(config: CollectorConfig, dsn: str, source: str = "--dsn") -> CollectorConfig:

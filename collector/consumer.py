@@ -101,6 +101,8 @@ class MqttConsumer:
         self._connection_lock = threading.Lock()
         self._stopping = False
         self._pending_publishes: dict[int, mqtt.MQTTMessageInfo] = {}
+        #: Monotonic time of the last connection attempt's outcome; the health check reads it.
+        self.last_attempt_s = time.monotonic()
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ lifecycle
@@ -140,6 +142,12 @@ class MqttConsumer:
         self._client.loop_stop()
         self._set_state(ConnectionState.DISCONNECTED)
 
+    @property
+    def thread_alive(self) -> bool:
+        """paho's network thread runs (it dies if a callback raises); paho keeps it in ``_thread``."""
+        thread = getattr(self._client, "_thread", None)
+        return thread is not None and thread.is_alive()
+
     # ------------------------------------------------------------------ asyncio side
 
     def ack(self, message: InboundMessage) -> None:
@@ -165,6 +173,12 @@ class MqttConsumer:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        if self._config.tls:
+            client.tls_set(
+                ca_certs=str(self._config.ca_path) if self._config.ca_path else None,
+                certfile=str(self._config.cert_path) if self._config.cert_path else None,
+                keyfile=str(self._config.key_path) if self._config.key_path else None,
+            )
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -179,6 +193,7 @@ class MqttConsumer:
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _properties: Any
     ) -> None:
+        self.last_attempt_s = time.monotonic()
         if reason.is_failure:
             log.warning("mqtt=refused reason=%s", reason)
             self._schedule_reconnect()
@@ -197,6 +212,7 @@ class MqttConsumer:
         self._set_state(ConnectionState.CONNECTED)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self.last_attempt_s = time.monotonic()
         log.warning("mqtt=connect_failed host=%s port=%d", self._config.host, self._config.port)
         self._schedule_reconnect()
 
@@ -204,6 +220,7 @@ class MqttConsumer:
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _properties: Any
     ) -> None:
         # Before paho's reconnect clears its send queue: acks of this connection end here.
+        self.last_attempt_s = time.monotonic()
         self._new_connection()
         self._set_state(ConnectionState.DISCONNECTED)
         self._pending_publishes.clear()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 from types import TracebackType
 
@@ -31,11 +32,14 @@ from collector.config import CollectorConfig
 from collector.consumer import Backoff, InboundMessage, MqttConsumer
 from collector.db.migrate import apply_migrations
 from collector.db.writer import TRANSIENT_ERRORS, CommitAbandoned, CommitResult, GroupItem, Writer
+from collector.health import LOOP_STALL_S, WRITER_STALL_S, CollectorHealth
 from collector.ingest import Reject, ingest_batch, ingest_status
 from collector.registry import DeviceRegistry
 from collector.state import CollectorState, ConnectionState
 from collector.web import create_app
+from shared.sdnotify import SystemdNotifier
 from shared.topics import parse_topic
+from shared.watchdog import Heartbeat, WatchdogFeeder
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,9 @@ class CollectorService:
         self.http_port: int | None = None
         #: Set when a background task died of a bug; run_service then exits 1.
         self.failed = False
+        self.loop_heartbeat = Heartbeat(LOOP_STALL_S)
+        #: No promise while no commit runs.
+        self.writer_heartbeat = Heartbeat(math.inf)
 
     async def __aenter__(self) -> CollectorService:
         try:
@@ -100,6 +107,7 @@ class CollectorService:
         self._tasks = [
             asyncio.create_task(self._pipeline(), name="collector-pipeline"),
             asyncio.create_task(self._watch_database(), name="collector-database-check"),
+            asyncio.create_task(self._beat_loop_heartbeat(), name="collector-loop-heartbeat"),
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_done)
@@ -215,11 +223,14 @@ class CollectorService:
     async def _process(self, group: list[InboundMessage]) -> None:
         assert self._writer is not None and self._consumer is not None
         items = await self._ingest(group)
+        self.writer_heartbeat.beat(WRITER_STALL_S)
         try:
             result = await self._writer.commit_group(items, self._stopping)
         except CommitAbandoned:
             log.warning("group=abandoned messages=%d reason=stopping_while_database_down", len(group))
             return
+        finally:
+            self.writer_heartbeat.beat(math.inf)
         self._account(result)
         for (site_id, device_id), acked_seq in result.watermarks.items():
             self._consumer.publish_device_ack(site_id, device_id, acked_seq)
@@ -282,6 +293,27 @@ class CollectorService:
             else:
                 self.state.database = ConnectionState.CONNECTED
 
+    async def _beat_loop_heartbeat(self) -> None:
+        """Proves to the watchdog thread that the event loop still turns."""
+        while True:
+            self.loop_heartbeat.beat(LOOP_STALL_S)
+            await asyncio.sleep(1.0)
+
+    def health(self) -> CollectorHealth:
+        """What the systemd watchdog checks (after :meth:`start`)."""
+        assert self._consumer is not None
+        return CollectorHealth(
+            self.state, self._consumer, self.loop_heartbeat, self.writer_heartbeat, self.config.mqtt.reconnect_max_s
+        )
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``."""
+        state = self.state
+        return (
+            f"broker {state.broker.value}, database {state.database.value}, "
+            f"{state.batches_committed} batches committed, {state.pending_messages} pending"
+        )
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
             return
@@ -296,11 +328,19 @@ async def run_service(config: CollectorConfig, *, migrate: bool = True) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, service.request_stop)
+    notifier = SystemdNotifier.from_environment()
+    watchdog: WatchdogFeeder | None = None
     try:
         await service.start()
+        notifier.ready(service.status_line())
+        watchdog = WatchdogFeeder(notifier, service.health().problems, service.status_line)
+        watchdog.start()
         await service.wait_stop_requested()
     except ServiceStopped:
         pass
     finally:
+        notifier.stopping("stopping: finishing the current commit group")
+        if watchdog is not None:
+            watchdog.stop()
         await service.stop()
     return 1 if service.failed else 0
