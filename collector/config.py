@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.config import ConfigError, load_config
+from shared.protocol import MAX_MESSAGE_BYTES
 from shared.topics import is_valid_id
 
 DSN_ENVIRONMENT_VARIABLE = "FOOTFALL_DATABASE_DSN"
@@ -91,11 +92,35 @@ class IngestConfig:
     flush_max_messages: int = 500
     #: ... or this long after its first message, whichever comes first.
     flush_interval_ms: int = 50
+    #: Statuses arriving this soon after a (re)connect may have waited in the session queue,
+    #: so they do not date the device's clock (``devices.clock_skew_s``).
+    status_settle_s: float = 5.0
 
     def __post_init__(self) -> None:
         _positive(self.flush_max_messages, "ingest.flush_max_messages")
         if self.flush_interval_ms < 0:
             raise ValueError("ingest.flush_interval_ms must not be negative")
+        if self.status_settle_s < 0:
+            raise ValueError("ingest.status_settle_s must not be negative")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-device limits; see collector/ratelimit.py for why an over-limit batch is rejected, not held."""
+
+    #: Sustained events (sightings, crossings, passer-by counts) per second one device may send; 0 = no limit.
+    device_events_per_s: float = 20_000.0
+    #: Events a device may send at once above the sustained rate (e.g. uploading its spool after an outage).
+    device_burst_events: int = 200_000
+    #: Largest message accepted, in bytes; at most the protocol's 1 MiB.
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.device_events_per_s < 0:
+            raise ValueError("limits.device_events_per_s must not be negative (0 = no limit)")
+        _positive(self.device_burst_events, "limits.device_burst_events")
+        if not 1 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(f"limits.max_message_bytes must be 1-{MAX_MESSAGE_BYTES}")
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,7 @@ class CollectorConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
 
 
@@ -157,6 +183,7 @@ __all__ = [
     "DatabaseConfig",
     "HttpConfig",
     "IngestConfig",
+    "LimitsConfig",
     "MqttConfig",
     "load_collector_config",
     "with_dsn",

@@ -64,6 +64,10 @@ class InboundMessage:
     qos: int
     #: Which connection delivered it: acks are only valid on that connection.
     connection: int
+    #: A stored retained copy (e.g. a device's status on a fresh subscription), not a live publish.
+    retained: bool = False
+    #: How long that connection had been up: messages right after a connect may be a queued backlog.
+    connected_for_s: float = 0.0
 
 
 class Backoff:
@@ -98,6 +102,7 @@ class MqttConsumer:
         self._on_state = on_state
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._connection = 0
+        self._connected_at_s = time.monotonic()
         self._connection_lock = threading.Lock()
         self._stopping = False
         self._pending_publishes: dict[int, mqtt.MQTTMessageInfo] = {}
@@ -199,6 +204,7 @@ class MqttConsumer:
             self._schedule_reconnect()
             return
         self._new_connection()
+        self._connected_at_s = time.monotonic()
         self._backoff.reset()
         batches = shared_subscription(BATCH_SUBSCRIPTION, self._config.shared_group)
         # retainHandling=1: retained statuses only on a new subscription, not on every session resume.
@@ -240,7 +246,16 @@ class MqttConsumer:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "(topic is not UTF-8)"
-        inbound = InboundMessage(topic, message.payload, time.time(), message.mid, message.qos, self._connection)
+        inbound = InboundMessage(
+            topic,
+            message.payload,
+            time.time(),
+            message.mid,
+            message.qos,
+            self._connection,
+            bool(message.retain),
+            time.monotonic() - self._connected_at_s,
+        )
         self._call_in_loop(self._deliver, inbound)
 
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any) -> None:

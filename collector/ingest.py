@@ -14,19 +14,24 @@ Decoding happens before the signature check because the signed body names
 the key to verify with; the decoder is strict and bounded, so unsigned input
 cannot make it do unbounded work.
 
-Status messages (``.../status``) are parsed here too, into :class:`StatusUpdate`.
+Status messages (``.../status``) are parsed here too, into :class:`StatusUpdate`
+with the typed :class:`DeviceHealth` fields the ``devices`` table keeps. A status
+is unsigned and informational: a field of the wrong type or range is dropped
+(``None``), never a reason to refuse the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from shared.protocol import Batch, ProtocolError, decode_body, decode_status, open_message
+from shared.protocol import INT64_MAX, MAX_MESSAGE_BYTES, Batch, ProtocolError, decode_body, decode_status, open_message
 from shared.signing import is_valid_signature
 from shared.topics import parse_topic
 
@@ -34,6 +39,8 @@ from shared.topics import parse_topic
 KeyLookup = Callable[[str, str], Ed25519PublicKey | None]
 
 _MAX_DETAIL_CHARS = 500
+_MAX_STATE_CHARS = 64
+INT32_MAX = (1 << 31) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,22 @@ class Reject:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    """The status fields ``devices`` keeps in columns; ``None`` = not reported (or unusable)."""
+
+    state: str | None = None
+    spool_batches: int | None = None
+    spool_bytes: int | None = None
+    evicted_batches: int | None = None
+    evicted_events: int | None = None
+    dropped_frames: int | None = None
+    wifi_state: str | None = None
+    camera_state: str | None = None
+    #: Device clock minus our receive time; only from a status that arrived live (see ingest_status).
+    clock_skew_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusUpdate:
     """The latest self-reported status of a device (unsigned: informational only)."""
 
@@ -75,13 +98,25 @@ class StatusUpdate:
     received_at_s: float
     status_json: str
     agent_version: str | None
+    health: DeviceHealth = DeviceHealth()
+    #: The status arrived as it was sent (not a stored copy), so it proves the device is alive now.
+    live: bool = False
 
 
-def ingest_batch(topic: str, payload: bytes, received_at_s: float, lookup: KeyLookup) -> Accepted | Reject:
+def ingest_batch(
+    topic: str,
+    payload: bytes,
+    received_at_s: float,
+    lookup: KeyLookup,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+) -> Accepted | Reject:
     """Check one batch message; see the module docstring for the order and the reason codes."""
     parsed = parse_topic(topic)
     if parsed is None or parsed.kind != "batch":
         return _reject(topic, payload, received_at_s, "bad_topic", "not a footfall/v1/{site}/{device}/batch topic")
+    if len(payload) > max_message_bytes:
+        detail = f"message of {len(payload)} bytes exceeds the limit of {max_message_bytes}"
+        return _reject(topic, payload, received_at_s, "oversize", detail, parsed.site_id, parsed.device_id)
     try:
         signed = open_message(payload)
         batch = decode_body(signed.body, now_s=received_at_s)
@@ -99,8 +134,13 @@ def ingest_batch(topic: str, payload: bytes, received_at_s: float, lookup: KeyLo
     return Accepted(batch, topic, received_at_s, hashlib.sha256(signed.body).digest(), payload)
 
 
-def ingest_status(topic: str, payload: bytes, received_at_s: float) -> StatusUpdate | Reject:
-    """Parse a device's status message."""
+def ingest_status(topic: str, payload: bytes, received_at_s: float, live: bool = False) -> StatusUpdate | Reject:
+    """Parse a device's status message.
+
+    ``live`` says the message came straight from the device through the broker
+    (not a retained copy, not a backlog): only then does its ``at_s`` date the
+    device's clock and its arrival count as the device being seen.
+    """
     parsed = parse_topic(topic)
     if parsed is None or parsed.kind != "status":
         return _reject(topic, payload, received_at_s, "bad_topic", "not a footfall/v1/{site}/{device}/status topic")
@@ -122,7 +162,49 @@ def ingest_status(topic: str, payload: bytes, received_at_s: float) -> StatusUpd
         received_at_s,
         status_json,
         version[:_MAX_DETAIL_CHARS] if isinstance(version, str) else None,
+        device_health(status, received_at_s if live else None),
+        live,
     )
+
+
+def device_health(status: dict[str, Any], received_at_s: float | None) -> DeviceHealth:
+    """Pick the typed health fields out of a status document (layout: docs/protocol.md, Status).
+
+    ``received_at_s`` is given only for a live status; the clock skew is then
+    the device's ``at_s`` minus it.
+    """
+    spool, wifi, camera = _section(status, "spool"), _section(status, "wifi"), _section(status, "camera")
+    capture = _section(wifi, "capture")
+    at_s = status.get("at_s")
+    skew_s = None
+    if received_at_s is not None and type(at_s) in (int, float) and math.isfinite(at_s):
+        skew_s = round(at_s - received_at_s, 3)
+    return DeviceHealth(
+        state=_state(status.get("state")),
+        spool_batches=_count(spool.get("batches"), INT32_MAX),
+        spool_bytes=_count(spool.get("bytes")),
+        evicted_batches=_count(spool.get("evicted_batches")),
+        evicted_events=_count(spool.get("evicted_events")),
+        dropped_frames=_count(capture.get("kernel_drops")),
+        # Live capture knows more (missing, not_monitor_mode, …) than the source loop's own state.
+        wifi_state=_state(capture.get("state")) or _state(wifi.get("state")),
+        camera_state=_state(camera.get("state")),
+        clock_skew_s=skew_s,
+    )
+
+
+def _section(document: dict[str, Any], key: str) -> dict[str, Any]:
+    value = document.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any, high: int = INT64_MAX) -> int | None:
+    """A non-negative integer that fits its column, else None."""
+    return value if type(value) is int and 0 <= value <= high else None
+
+
+def _state(value: Any) -> str | None:
+    return value if isinstance(value, str) and value and len(value) <= _MAX_STATE_CHARS else None
 
 
 def reject_accepted(accepted: Accepted, reason: str, detail: str) -> Reject:

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import math
 import signal
+import time
 from types import TracebackType
 
 import asyncpg
@@ -33,7 +34,8 @@ from collector.consumer import Backoff, InboundMessage, MqttConsumer
 from collector.db.migrate import apply_migrations
 from collector.db.writer import TRANSIENT_ERRORS, CommitAbandoned, CommitResult, GroupItem, Writer
 from collector.health import LOOP_STALL_S, WRITER_STALL_S, CollectorHealth
-from collector.ingest import Reject, ingest_batch, ingest_status
+from collector.ingest import Accepted, Reject, ingest_batch, ingest_status, reject_accepted
+from collector.ratelimit import DeviceRateLimiter
 from collector.registry import DeviceRegistry
 from collector.state import CollectorState, ConnectionState
 from collector.web import create_app
@@ -60,6 +62,7 @@ class CollectorService:
         self.state = CollectorState()
         self._migrate = migrate
         self._registry = DeviceRegistry()
+        self._limiter = DeviceRateLimiter(config.limits.device_events_per_s, config.limits.device_burst_events)
         self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
@@ -99,6 +102,7 @@ class CollectorService:
         self._pool = await asyncpg.create_pool(
             self.config.database.dsn, min_size=0, max_size=self.config.database.pool_size, command_timeout=60
         )
+        self.state.db_pool = self._pool
         self._writer = Writer(self._pool, self.state)
         await self._prepare_database()
         loop = asyncio.get_running_loop()
@@ -179,7 +183,7 @@ class CollectorService:
 
     def _receive(self, message: InboundMessage) -> None:
         self.state.messages_received += 1
-        self.state.pending_messages += 1
+        self.state.unacked_received_at_s.append(message.received_at_s)
         self._queue.put_nowait(message)
 
     def _set_broker_state(self, state: ConnectionState) -> None:
@@ -236,7 +240,8 @@ class CollectorService:
             self._consumer.publish_device_ack(site_id, device_id, acked_seq)
         for message in group:
             self._consumer.ack(message)
-        self.state.pending_messages -= len(group)
+        for _ in group:  # acks go in arrival order, so these are the oldest
+            self.state.unacked_received_at_s.popleft()
 
     async def _ingest(self, group: list[InboundMessage]) -> list[GroupItem]:
         items = [self._ingest_one(message) for message in group]
@@ -255,13 +260,30 @@ class CollectorService:
                     else item
                     for message, item in zip(group, items)
                 ]
-        return items
+        return [self._limit(item) for item in items]
 
     def _ingest_one(self, message: InboundMessage) -> GroupItem:
         parsed = parse_topic(message.topic)
         if parsed is not None and parsed.kind == "status":
-            return ingest_status(message.topic, message.payload, message.received_at_s)
-        return ingest_batch(message.topic, message.payload, message.received_at_s, self._registry.verifier)
+            live = not message.retained and message.connected_for_s >= self.config.ingest.status_settle_s
+            return ingest_status(message.topic, message.payload, message.received_at_s, live)
+        return ingest_batch(
+            message.topic,
+            message.payload,
+            message.received_at_s,
+            self._registry.verifier,
+            self.config.limits.max_message_bytes,
+        )
+
+    def _limit(self, item: GroupItem) -> GroupItem:
+        """Apply the device's rate limit to a verified batch (see collector/ratelimit.py)."""
+        if not isinstance(item, Accepted):
+            return item
+        batch = item.batch
+        if self._limiter.admit(batch.site_id, batch.device_id, batch.event_count):
+            return item
+        detail = f"above {self.config.limits.device_events_per_s:g} events/s; the device resends it after its ack timeout"
+        return reject_accepted(item, "rate_limited", detail)
 
     def _account(self, result: CommitResult) -> None:
         state = self.state
@@ -269,6 +291,10 @@ class CollectorService:
         state.duplicates += result.duplicates
         state.status_updates += result.status_updates
         state.rows_committed.update(result.rows)
+        committed_s = time.time()
+        for created_at_s in result.created_at_s:
+            # A device clock ahead of ours would make it negative; the histogram has no bucket below 0.
+            state.batch_latency_s.observe(max(0.0, committed_s - created_at_s))
         for reject in result.rejects:
             state.rejected[reject.reason] += 1
             log.warning(

@@ -7,10 +7,15 @@ collectors in one test process do not share counters.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Protocol
+
+#: Upper bounds of the batch latency buckets: sub-second when live, hours when a device uploads its spool late.
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3_600.0, 86_400.0)
 
 
 class ConnectionState(enum.Enum):
@@ -19,6 +24,43 @@ class ConnectionState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
+
+
+class PoolGauges(Protocol):
+    """What /metrics reads from the database pool (asyncpg.Pool has these)."""
+
+    def get_size(self) -> int: ...
+    def get_idle_size(self) -> int: ...
+    def get_max_size(self) -> int: ...
+
+
+@dataclass
+class Histogram:
+    """A Prometheus histogram: cumulative counts per upper bound, plus sum and count."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(init=False)
+    sum: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * len(self.bounds)
+
+    def observe(self, value: float) -> None:
+        index = bisect.bisect_left(self.bounds, value)
+        if index < len(self.counts):
+            self.counts[index] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations ≤ it) pairs, ending with +Inf."""
+        pairs, running = [], 0
+        for bound, count in zip(self.bounds, self.counts):
+            running += count
+            pairs.append((bound, running))
+        pairs.append((float("inf"), self.count))
+        return pairs
 
 
 @dataclass
@@ -36,9 +78,24 @@ class CollectorState:
     db_errors: int = 0
     commit_groups: int = 0
     commit_seconds_total: float = 0.0
-    #: Messages received but not yet acknowledged to the broker.
-    pending_messages: int = 0
+    #: Device ``created_at`` → commit of each new batch (includes the device's clock skew).
+    batch_latency_s: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
+    #: Receive times of the messages received but not yet acknowledged, oldest first (acks go in arrival order).
+    unacked_received_at_s: deque[float] = field(default_factory=deque)
+    #: Set by the service once its pool exists.
+    db_pool: PoolGauges | None = None
 
     @property
     def ready(self) -> bool:
         return self.broker is ConnectionState.CONNECTED and self.database is ConnectionState.CONNECTED
+
+    @property
+    def pending_messages(self) -> int:
+        """Messages received but not yet acknowledged to the broker."""
+        return len(self.unacked_received_at_s)
+
+    def oldest_pending_age_s(self, now_s: float | None = None) -> float:
+        """How long the oldest unacknowledged message has waited; 0 when none waits."""
+        if not self.unacked_received_at_s:
+            return 0.0
+        return max(0.0, (time.time() if now_s is None else now_s) - self.unacked_received_at_s[0])

@@ -10,7 +10,7 @@ import time
 
 from aiohttp import web
 
-from collector.state import CollectorState
+from collector.state import CollectorState, Histogram
 
 STATE_KEY = web.AppKey("state", CollectorState)
 
@@ -53,7 +53,7 @@ def render_metrics(state: CollectorState) -> str:
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP footfall_collector_{name} {help_text}")
         lines.append(f"# TYPE footfall_collector_{name} {kind}")
-        lines.extend(f"footfall_collector_{name}{labels} {value:g}" for labels, value in samples)
+        lines.extend(f"footfall_collector_{name}{labels} {_number(value)}" for labels, value in samples)
 
     metric("messages_received_total", "counter", "MQTT messages received.", [("", state.messages_received)])
     metric("batches_committed_total", "counter", "New batches committed.", [("", state.batches_committed)])
@@ -74,7 +74,41 @@ def render_metrics(state: CollectorState) -> str:
     metric("db_errors_total", "counter", "Failed commit attempts (retried).", [("", state.db_errors)])
     metric("commit_groups_total", "counter", "Committed transactions.", [("", state.commit_groups)])
     metric("commit_seconds_total", "counter", "Time spent in commits.", [("", state.commit_seconds_total)])
-    metric("pending_messages", "gauge", "Messages received, not yet acked.", [("", state.pending_messages)])
+    metric("pending_messages", "gauge", "Ack lag: messages received, not yet acked.", [("", state.pending_messages)])
+    metric(
+        "oldest_pending_seconds",
+        "gauge",
+        "Ack lag: age of the oldest message received and not yet acked.",
+        [("", state.oldest_pending_age_s())],
+    )
+    lines.extend(
+        _histogram(
+            "batch_latency_seconds",
+            "Device created_at to commit of new batches (includes device clock skew).",
+            state.batch_latency_s,
+        )
+    )
+    if state.db_pool is not None:
+        pool = state.db_pool
+        metric("db_pool_connections", "gauge", "Open database connections.", [("", pool.get_size())])
+        metric("db_pool_idle_connections", "gauge", "Open connections not in use.", [("", pool.get_idle_size())])
+        metric("db_pool_max_connections", "gauge", "Pool size limit (database.pool_size).", [("", pool.get_max_size())])
     for name, connection in _connections(state).items():
         metric(f"{name}_connected", "gauge", f"1 when the {name} is connected.", [("", connection == "connected")])
     return "\n".join(lines) + "\n"
+
+
+def _histogram(name: str, help_text: str, histogram: Histogram) -> list[str]:
+    full = f"footfall_collector_{name}"
+    lines = [f"# HELP {full} {help_text}", f"# TYPE {full} histogram"]
+    for bound, count in histogram.cumulative():
+        le = "+Inf" if bound == float("inf") else f"{bound:g}"
+        lines.append(f'{full}_bucket{{le="{le}"}} {count}')
+    lines.append(f"{full}_sum {_number(histogram.sum)}")
+    lines.append(f"{full}_count {histogram.count}")
+    return lines
+
+
+def _number(value: float) -> str:
+    """Counters print exactly (``:g`` would turn 1234567 into 1.23457e+06)."""
+    return str(int(value)) if isinstance(value, int) else repr(float(value))

@@ -102,10 +102,30 @@ SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::
                      $8::int[], $9::bytea[])
 """
 
+# A health field a status leaves out keeps its last reported value (an offline will carries
+# only the state); greatest() ignores NULL, so a stored status never moves last_seen_at.
 _UPDATE_STATUS = """
 UPDATE footfall.devices d
-SET last_status = s.status, agent_version = coalesce(s.agent_version, d.agent_version)
-FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[]) AS s(site_id, device_id, status, agent_version)
+SET last_status = s.status,
+    agent_version = coalesce(s.agent_version, d.agent_version),
+    status_state = coalesce(s.state, d.status_state),
+    status_received_at = s.received_at,
+    last_seen_at = greatest(d.last_seen_at, s.seen_at),
+    spool_batches = coalesce(s.spool_batches, d.spool_batches),
+    spool_bytes = coalesce(s.spool_bytes, d.spool_bytes),
+    evicted_batches = coalesce(s.evicted_batches, d.evicted_batches),
+    evicted_events = coalesce(s.evicted_events, d.evicted_events),
+    dropped_frames = coalesce(s.dropped_frames, d.dropped_frames),
+    wifi_state = coalesce(s.wifi_state, d.wifi_state),
+    camera_state = coalesce(s.camera_state, d.camera_state),
+    clock_skew_s = coalesce(s.clock_skew_s, d.clock_skew_s),
+    clock_skew_measured_at = CASE WHEN s.clock_skew_s IS NULL THEN d.clock_skew_measured_at ELSE s.received_at END
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
+            $8::int[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[],
+            $15::float8[])
+    AS s(site_id, device_id, status, agent_version, state, received_at, seen_at,
+         spool_batches, spool_bytes, evicted_batches, evicted_events, dropped_frames, wifi_state, camera_state,
+         clock_skew_s)
 WHERE d.site_id = s.site_id AND d.device_id = s.device_id
 """
 
@@ -161,9 +181,12 @@ class CommitResult:
     status_updates: int = 0
     rows: Counter[str] = field(default_factory=Counter)
     rejects: list[Reject] = field(default_factory=list)
+    #: Device ``created_at`` of each new batch, for the latency histogram.
+    created_at_s: list[float] = field(default_factory=list)
 
     def merge(self, other: CommitResult) -> None:
         self.watermarks.update(other.watermarks)
+        self.created_at_s.extend(other.created_at_s)
         self.new_batches += other.new_batches
         self.duplicates += other.duplicates
         self.status_updates += other.status_updates
@@ -258,6 +281,7 @@ class Writer:
                     detail = f"seq {batch.batch.seq} was already committed with different content"
                     result.rejects.append(reject_accepted(batch, "replayed_seq", detail))
             result.new_batches = len(new)
+            result.created_at_s = [a.batch.created_at_s for a in new]
             result.rows = await self._copy_events(connection, new)
             result.rejects[:0] = [item for item in items if isinstance(item, Reject)]
             await _insert_rejects(connection, result.rejects)
@@ -403,12 +427,24 @@ async def _update_statuses(connection: asyncpg.Connection, statuses: Sequence[St
     latest = {(s.site_id, s.device_id): s for s in statuses}
     if latest:
         updates = list(latest.values())
+        health = [s.health for s in updates]
         await connection.execute(
             _UPDATE_STATUS,
             [s.site_id for s in updates],
             [s.device_id for s in updates],
             [s.status_json for s in updates],
             [s.agent_version for s in updates],
+            [h.state for h in health],
+            [_utc(s.received_at_s) for s in updates],
+            [_utc(s.received_at_s) if s.live and s.health.state == "online" else None for s in updates],
+            [h.spool_batches for h in health],
+            [h.spool_bytes for h in health],
+            [h.evicted_batches for h in health],
+            [h.evicted_events for h in health],
+            [h.dropped_frames for h in health],
+            [h.wifi_state for h in health],
+            [h.camera_state for h in health],
+            [h.clock_skew_s for h in health],
         )
     return len(statuses)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from collector.cli import main as cli_main
 from collector.ingest import Accepted, ingest_batch
 from collector.registry import add_site, enroll_device
 from shared.protocol import (
@@ -20,13 +23,16 @@ from shared.protocol import (
     PasserbyRow,
     SightingRow,
     Sightings,
+    decode_ack,
     encode_body,
     frame_message,
 )
 from shared.signing import DeviceSigner, load_verifier
-from shared.topics import batch_topic
+from shared.topics import ack_topic, batch_topic
 
 SITE, DEVICE = "shop1", "pi1"
+ACK_TOPIC = ack_topic(SITE, DEVICE)
+BATCH_TOPIC = batch_topic(SITE, DEVICE)
 #: A fixed "now" (2026-03-30 12:00 UTC) keeps partition names predictable.
 NOW_S = 1_774_872_000.0
 
@@ -125,3 +131,43 @@ class MqttTestClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        outcome = check()
+        if asyncio.iscoroutine(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.05)
+
+
+async def enroll_with_cli(dsn: str, signer: DeviceSigner) -> None:
+    for argv in (
+        ["migrate", "--dsn", dsn],
+        ["site", "add", SITE, "--time-zone", "Europe/Prague", "--name", "Test shop", "--dsn", dsn],
+        ["device", "enroll", SITE, DEVICE, f"--public-key={signer.public_key_text}", "--dsn", dsn],
+    ):
+        assert await asyncio.to_thread(cli_main, argv) == 0, argv
+
+
+def last_ack(client: MqttTestClient) -> int:
+    payloads = client.messages.get(ACK_TOPIC) or [b'{"acked_seq": 0}']
+    return decode_ack(payloads[-1])
+
+
+def metric_value(text: str, sample: str, default: float | None = None) -> float:
+    """The value of one sample (``name`` or ``name{labels}``) in Prometheus text.
+
+    A labelled counter appears only once counted: pass ``default`` for those.
+    """
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    if match:
+        return float(match[1])
+    if default is None:
+        raise KeyError(f"no sample {sample} in the metrics")
+    return default

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import msgpack
 import pytest
 
-from collector.ingest import Accepted, Reject, StatusUpdate, ingest_batch, ingest_status
+from collector.ingest import Accepted, DeviceHealth, Reject, StatusUpdate, ingest_batch, ingest_status
 from shared.protocol import MAX_EVENTS_PER_BLOCK, MAX_MESSAGE_BYTES, encode_body, frame_message
 from shared.signing import DeviceSigner, load_verifier
 from shared.topics import batch_topic, status_topic
@@ -159,3 +160,63 @@ def test_mutated_messages_never_raise(signer: DeviceSigner, lookup) -> None:
         reasons.add(result.reason if isinstance(result, Reject) else "accepted")
     assert "accepted" not in reasons  # the signature covers every byte of the body
     assert {"bad_signature", "bad_msgpack"} <= reasons
+
+
+def test_configured_size_limit(signer: DeviceSigner, lookup) -> None:
+    payload = sign(make_batch(1), signer)
+    assert isinstance(ingest_batch(TOPIC, payload, NOW_S, lookup, max_message_bytes=len(payload)), Accepted)
+    rejected = ingest_batch(TOPIC, payload, NOW_S, lookup, max_message_bytes=len(payload) - 1)
+    assert isinstance(rejected, Reject) and (rejected.reason, rejected.device_id) == ("oversize", DEVICE)
+
+
+def agent_status(**changes: object) -> dict:
+    """A status shaped like the agent's (edge_agent/uplink.py + service.py), with ``changes`` applied."""
+    status = {
+        "state": "online",
+        "agent_version": "0.2.0",
+        "at_s": NOW_S + 42.5,
+        "spool": {"batches": 3, "bytes": 4096, "oldest_seq": 7, "next_seq": 10, "evicted_batches": 2, "evicted_events": 400},
+        "wifi": {"state": "capturing", "frames": 10, "capture": {"state": "not_monitor_mode", "kernel_drops": 17}},
+        "camera": {"source": "device", "state": "streaming", "frames": 5},
+    }
+    status.update(changes)
+    return status
+
+
+def test_status_health_fields() -> None:
+    topic = status_topic(SITE, DEVICE)
+    update = ingest_status(topic, json.dumps(agent_status()).encode(), NOW_S, live=True)
+    assert isinstance(update, StatusUpdate) and update.live
+    assert update.health == DeviceHealth(
+        state="online", spool_batches=3, spool_bytes=4096, evicted_batches=2, evicted_events=400,
+        dropped_frames=17, wifi_state="not_monitor_mode", camera_state="streaming", clock_skew_s=42.5,
+    )  # fmt: skip
+
+
+def test_status_clock_skew_only_when_live() -> None:
+    """A retained copy or a backlog may be hours old: it says nothing about the device's clock."""
+    update = ingest_status(status_topic(SITE, DEVICE), json.dumps(agent_status()).encode(), NOW_S, live=False)
+    assert isinstance(update, StatusUpdate) and update.health.clock_skew_s is None and not update.live
+    assert update.health.spool_batches == 3
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"spool": {"batches": -1, "bytes": "4096", "evicted_batches": 1.5, "evicted_events": True}},
+        {"spool": [1, 2], "wifi": "capturing", "camera": None, "at_s": "soon"},
+        {"spool": {"batches": 1 << 40}, "wifi": {"state": "x" * 65}, "camera": {"state": 3}, "at_s": None},
+    ],
+    ids=["bad-numbers", "bad-sections", "too-large"],
+)
+def test_status_health_ignores_unusable_fields(changes: dict) -> None:
+    update = ingest_status(status_topic(SITE, DEVICE), json.dumps(agent_status(**changes)).encode(), NOW_S, live=True)
+    assert isinstance(update, StatusUpdate)  # the status itself is stored; only the unusable fields are dropped
+    health = update.health
+    assert (health.spool_batches, health.spool_bytes, health.evicted_batches, health.evicted_events) == (None,) * 4
+    assert health.state == "online"
+
+
+def test_offline_will_carries_only_the_state() -> None:
+    update = ingest_status(status_topic(SITE, DEVICE), b'{"v": 1, "state": "offline", "reason": "connection lost"}', NOW_S, live=True)
+    assert isinstance(update, StatusUpdate) and update.health == DeviceHealth(state="offline")

@@ -10,85 +10,35 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from collector.cli import main as cli_main
-from collector.config import CollectorConfig, DatabaseConfig, HttpConfig, IngestConfig, MqttConfig
+from collector.config import CollectorConfig, DatabaseConfig
 from collector.service import CollectorService
+from collector.web import render_metrics
 from shared.devstack import Broker, ThrowawayPostgres
 from shared.devstack.ports import free_port
 from shared.protocol import decode_ack, encode_status
 from shared.signing import DeviceSigner
-from shared.topics import ack_topic, batch_topic, status_topic
-from tests.collector.collector_helpers import DEVICE, SITE, MqttTestClient, make_batch, sighting_rows, sign
-
-ACK_TOPIC = ack_topic(SITE, DEVICE)
-BATCH_TOPIC = batch_topic(SITE, DEVICE)
-
-
-@pytest.fixture
-def mqtt5_broker(broker: Broker) -> Broker:
-    if not broker.mqtt5:
-        pytest.skip("the collector needs an MQTT 5 broker (Mosquitto)")
-    return broker
-
-
-@pytest.fixture
-def config(pg_dsn: str, mqtt5_broker: Broker) -> CollectorConfig:
-    return CollectorConfig(
-        database=DatabaseConfig(dsn=pg_dsn),
-        mqtt=MqttConfig(
-            host=mqtt5_broker.host,
-            port=mqtt5_broker.port,
-            client_id=f"collector-{uuid.uuid4().hex[:8]}",
-            reconnect_min_s=0.1,
-            reconnect_max_s=0.5,
-        ),
-        ingest=IngestConfig(flush_interval_ms=10),
-        http=HttpConfig(port=0),
-    )
-
-
-@pytest.fixture
-def publisher(mqtt5_broker: Broker) -> Iterator[MqttTestClient]:
-    client = MqttTestClient(mqtt5_broker.host, mqtt5_broker.port)
-    client.subscribe(ACK_TOPIC)
-    yield client
-    client.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        outcome = check()
-        if asyncio.iscoroutine(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
-
-
-async def enroll_with_cli(dsn: str, signer: DeviceSigner) -> None:
-    for argv in (
-        ["migrate", "--dsn", dsn],
-        ["site", "add", SITE, "--time-zone", "Europe/Prague", "--name", "Test shop", "--dsn", dsn],
-        ["device", "enroll", SITE, DEVICE, f"--public-key={signer.public_key_text}", "--dsn", dsn],
-    ):
-        assert await asyncio.to_thread(cli_main, argv) == 0, argv
-
-
-def last_ack(client: MqttTestClient) -> int:
-    payloads = client.messages.get(ACK_TOPIC) or [b'{"acked_seq": 0}']
-    return decode_ack(payloads[-1])
-
+from shared.topics import status_topic
+from tests.collector.collector_helpers import (
+    ACK_TOPIC,
+    BATCH_TOPIC,
+    DEVICE,
+    SITE,
+    MqttTestClient,
+    enroll_with_cli,
+    eventually,
+    last_ack,
+    make_batch,
+    metric_value,
+    sighting_rows,
+    sign,
+)
 
 async def test_end_to_end_with_restart(
     config: CollectorConfig, publisher: MqttTestClient, signer: DeviceSigner, mqtt5_broker: Broker
@@ -140,6 +90,12 @@ async def check_http(service: CollectorService) -> None:
     assert "footfall_collector_batches_committed_total 3" in text
     assert 'footfall_collector_rows_committed_total{table="wifi_sightings"} 15' in text
     assert 'footfall_collector_rejected_total{reason="bad_msgpack"} 1' in text
+    assert "footfall_collector_pending_messages 0" in text and "footfall_collector_oldest_pending_seconds 0.0" in text
+    # make_batch dates its batches at NOW_S, long before this test runs: all land in the +Inf bucket.
+    assert "footfall_collector_batch_latency_seconds_count 3" in text
+    assert 'footfall_collector_batch_latency_seconds_bucket{le="86400"} 0' in text
+    assert 'footfall_collector_batch_latency_seconds_bucket{le="+Inf"} 3' in text
+    assert "footfall_collector_db_pool_max_connections 4" in text
 
 
 async def test_broker_restart_is_survived(
@@ -240,6 +196,10 @@ async def test_database_outage_acks_nothing_until_committed(
         publisher.publish(BATCH_TOPIC, sign(make_batch(2), signer))
         await eventually(lambda: service.state.db_errors > 0)
         assert not service.state.ready and service.state.pending_messages == 1
+        await asyncio.sleep(0.3)
+        metrics = render_metrics(service.state)
+        assert "footfall_collector_pending_messages 1" in metrics
+        assert 0.3 <= metric_value(metrics, "footfall_collector_oldest_pending_seconds") < 10
         # Stopping now abandons the uncommitted group unacked, promptly.
         started_s = time.monotonic()
     assert time.monotonic() - started_s < 5

@@ -9,7 +9,7 @@ import pytest
 
 from collector.db.partitions import WIFI_SIGHTINGS, PartitionManager
 from collector.db.writer import Writer
-from collector.ingest import Reject, StatusUpdate, ingest_batch
+from collector.ingest import DeviceHealth, Reject, StatusUpdate, ingest_batch
 from collector.state import CollectorState
 from shared.protocol import CrossingRow, PasserbyRow
 from shared.signing import DeviceSigner
@@ -174,3 +174,31 @@ async def test_concurrent_writers_store_each_batch_once(db: asyncpg.Pool, enroll
     assert sum(r.new_batches for r in results) == 40 and sum(r.duplicates for r in results) == 120
     assert await count(db, "wifi_sightings") == 200
     assert await acked_seq(db) == 20 and await acked_seq(db, "pi2") == 20
+
+
+async def test_status_fills_the_device_health_columns(writer: Writer, db: asyncpg.Pool, enrolled: DeviceSigner) -> None:
+    online = StatusUpdate(
+        SITE, DEVICE, NOW_S, '{"state": "online"}', "0.2.0",
+        DeviceHealth("online", 3, 4096, 2, 400, 17, "capturing", "streaming", clock_skew_s=-1.5), live=True,
+    )  # fmt: skip
+    await writer.commit_group([online])
+    device = await db.fetchrow("SELECT * FROM footfall.devices")
+    assert (device["status_state"], device["spool_batches"], device["spool_bytes"]) == ("online", 3, 4096)
+    assert (device["evicted_batches"], device["evicted_events"], device["dropped_frames"]) == (2, 400, 17)
+    assert (device["wifi_state"], device["camera_state"], device["clock_skew_s"]) == ("capturing", "streaming", -1.5)
+    assert device["last_seen_at"].timestamp() == device["clock_skew_measured_at"].timestamp() == NOW_S
+
+    # The last will says only "offline": the last reported numbers stay, and it does not count as seen.
+    will = StatusUpdate(SITE, DEVICE, NOW_S + 60, '{"state": "offline"}', None, DeviceHealth("offline"), live=True)
+    await writer.commit_group([will])
+    device = await db.fetchrow("SELECT * FROM footfall.devices")
+    assert (device["status_state"], device["spool_batches"], device["agent_version"]) == ("offline", 3, "0.2.0")
+    assert device["status_received_at"].timestamp() == NOW_S + 60
+    assert device["last_seen_at"].timestamp() == NOW_S and device["clock_skew_s"] == -1.5
+
+    # A stored (retained) copy updates the state but neither last_seen_at nor the skew.
+    stored = StatusUpdate(SITE, DEVICE, NOW_S + 120, '{"state": "online"}', None, DeviceHealth("online", 0), live=False)
+    await writer.commit_group([stored])
+    device = await db.fetchrow("SELECT * FROM footfall.devices")
+    assert (device["status_state"], device["spool_batches"]) == ("online", 0)
+    assert device["last_seen_at"].timestamp() == NOW_S and device["clock_skew_measured_at"].timestamp() == NOW_S
