@@ -111,14 +111,16 @@ class ChannelHopper:
             if self._refused_until.get(channel, 0.0) > now_s:
                 continue
             result = self._run(["iw", "dev", self.interface, "set", "channel", str(channel)])
+            # The refusals dict is replaced, never changed in place: the status thread copies it.
             if result.returncode == 0:
                 self._refused_until.pop(channel, None)
-                self._refusals.pop(channel, None)
+                if channel in self._refusals:
+                    self._refusals = {ch: why for ch, why in self._refusals.items() if ch != channel}
                 self.channel = channel
                 self.hops += 1
                 return channel
             self._refused_until[channel] = now_s + REFUSED_RETRY_S
-            self._refusals[channel] = result.message or f"iw exited with {result.returncode}"
+            self._refusals = {**self._refusals, channel: result.message or f"iw exited with {result.returncode}"}
         return None
 
     def run(self, stop: threading.Event) -> None:

@@ -203,7 +203,7 @@ class DeviceLinker:
             stats.burst += 1
             return max(in_burst, key=lambda c: c.last_seen_s)
         in_reach = [c for c in recent if first_seen_s - c.last_seen_s <= config.max_gap_s]
-        timed = [c for c in free if c in in_reach]
+        timed = [c for c in free if first_seen_s - c.last_seen_s <= config.max_gap_s]
         if len(in_reach) == 1 and timed:
             stats.timing += 1
             return timed[0]
