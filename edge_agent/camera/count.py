@@ -3,12 +3,14 @@
 Rival counters double count when a box jitters on the line or a track is
 handed to a new id, and never count lines near the frame edge. Here a track
 must be seen clearly on one side (outside the hysteresis band), then clearly
-on the other, having moved at least ``min_travel_px`` across; each track
+on the other for a moment (a blob that jumps across and back when two
+people merge and part is not a crossing), having moved at least
+``min_travel_px`` across; each track
 counts at most once per direction; and a track that disappears through the
 frame edge just after the line counts even though the band is cut off by the
 edge. One person whose blob broke into two tracks (motion blur, a bag, an
-arm) would still count twice, so a second count in the same direction at
-the same place along the line within a fraction of a second is dropped. Positions beyond the ends of a line that stops short of the frame
+arm) would still count twice, so a count by a freshly born track in the
+same direction, at the same place and moment as another count, is dropped. Positions beyond the ends of a line that stops short of the frame
 forget the side, so walking around the end of a line is not a crossing.
 """
 
@@ -25,8 +27,12 @@ from shared.protocol import CrossingRow
 _SIDE_REFERENCE = {"top": (0.0, -1.0), "bottom": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}
 
 
-#: Two same-direction counts this close in time (and place) are one person split in two.
+#: A track must stay across the band this long before it counts ("crosses and stays there").
+STAY_S = 0.2
+#: Two same-direction counts this close in time (and place) are one person split in two ...
 DUPLICATE_WINDOW_S = 0.35
+#: ... when the second track is a fragment born moments ago; two long-lived tracks are two people.
+YOUNG_TRACK_S = 1.0
 #: At the frame edge a track must still be this share of the half band past the line.
 EDGE_MIN_BAND_SHARE = 0.25
 
@@ -77,7 +83,9 @@ class _TrackSide:
     depth_px: float = 0.0  # farthest distance reached on the current side
     last_distance_px: float = 0.0
     last_t_s: float = 0.0
+    first_seen_t_s: float = 0.0
     zero_cross_t_s: float | None = None  # when the track last passed the line itself
+    across_since_t_s: float | None = None  # first time seen far enough across, while it has to stay there
     last_xy: tuple[float, float] = (0.0, 0.0)
     counted: set[str] = field(default_factory=set)
 
@@ -92,8 +100,10 @@ class LineCounter:
         height_px: int,
         edge_margin_px: float,
         duplicate_radius_px: float,
+        stay_s: float = STAY_S,
     ) -> None:
         self.line_id = config.id
+        self._stay_s = stay_s
         self._duplicate_radius_px = duplicate_radius_px
         self._recent: deque[tuple[float, str, float, float]] = deque(maxlen=64)  # (t_s, direction, x, y)
         self.geometry = LineGeometry(config, width_px, height_px)
@@ -108,7 +118,7 @@ class LineCounter:
         """Feed one track position; returns a crossing when this position completes one."""
         state = self._tracks.get(track_id)
         if state is None:
-            state = self._tracks[track_id] = _TrackSide(last_t_s=t_s)
+            state = self._tracks[track_id] = _TrackSide(last_t_s=t_s, first_seen_t_s=t_s)
         distance, beside = self.geometry.signed_distance(x, y)
         if not beside:
             state.side, state.depth_px, state.zero_cross_t_s = 0, 0.0, None
@@ -116,38 +126,49 @@ class LineCounter:
             state.zero_cross_t_s = _interpolate_zero(state.last_distance_px, distance, state.last_t_s, t_s)
         state.last_distance_px, state.last_t_s, state.last_xy = distance, t_s, (x, y)
         if not beside or abs(distance) < self.half_band_px:
+            state.across_since_t_s = None  # back on the line: whatever it was, it did not stay across
             return None
         side = 1 if distance > 0 else -1
         if state.side == 0 or side == state.side:
             state.side = side
             state.depth_px = max(state.depth_px, abs(distance))
+            state.across_since_t_s = None
             return None
         if state.depth_px + abs(distance) < self.min_travel_px:
             return None  # clearly across, but not far enough yet: wait, keep the old side
+        if state.across_since_t_s is None:
+            state.across_since_t_s = t_s
+        if t_s - state.across_since_t_s < self._stay_s:
+            return None  # across, but a merge can make a blob jump over the line and back: wait a moment
         return self._count(track_id, state, side, abs(distance), t_s)
 
     def end(self, track_id: int, stream_ended: bool = False) -> CrossingRow | None:
         """A track is gone. It counts if it was past the line when it left through the frame edge
-        (the band is cut off there) or when the stream itself ended (there is no later frame to wait for)."""
+        (the band is cut off there), when it vanished while waiting out ``stay_s`` across the band, or
+        when the stream itself ended (there is no later frame to wait for)."""
         state = self._tracks.pop(track_id, None)
         if state is None or not state.side:
             return None
         distance = state.last_distance_px
         if (distance > 0) == (state.side > 0) or abs(distance) < EDGE_MIN_BAND_SHARE * self.half_band_px:
             return None
-        if not (stream_ended or self._near_edge(*state.last_xy)) or state.depth_px + abs(distance) < self.min_travel_px:
+        if state.depth_px + abs(distance) < self.min_travel_px:
+            return None
+        new_side = 1 if distance > 0 else -1
+        if not (stream_ended or state.across_since_t_s is not None or self._near_far_edge(*state.last_xy, new_side)):
             return None
         return self._count(track_id, state, -state.side, abs(distance), state.last_t_s)
 
     def _count(self, track_id: int, state: _TrackSide, side: int, depth_px: float, t_s: float) -> CrossingRow | None:
-        state.side, state.depth_px = side, depth_px
+        state.side, state.depth_px, state.across_since_t_s = side, depth_px, None
         direction = "in" if side > 0 else "out"
         crossed_t_s = state.zero_cross_t_s if state.zero_cross_t_s is not None else t_s
         state.zero_cross_t_s = None
         if direction in state.counted:
             return None
         state.counted.add(direction)
-        if self._is_duplicate(crossed_t_s, direction, *state.last_xy):
+        young = t_s - state.first_seen_t_s < YOUNG_TRACK_S
+        if young and self._is_duplicate(crossed_t_s, direction, *state.last_xy):
             return None
         self._recent.append((crossed_t_s, direction, *state.last_xy))
         self.counts[direction] += 1
@@ -163,9 +184,22 @@ class LineCounter:
             for other_t_s, other_direction, other_x, other_y in self._recent
         )
 
-    def _near_edge(self, x: float, y: float) -> bool:
-        margin = self._edge_margin_px
-        return x < margin or y < margin or x > self._width_px - margin or y > self._height_px - margin
+    def _near_far_edge(self, x: float, y: float, side: int) -> bool:
+        """Near a frame edge that lies wholly on ``side`` of the line (one the band runs into).
+
+        Leaving through a side edge, along the line, is not evidence of having crossed it.
+        """
+        margin, width, height = self._edge_margin_px, self._width_px, self._height_px
+        edges = (
+            (x < margin, (0, 0), (0, height)),
+            (x > width - margin, (width, 0), (width, height)),
+            (y < margin, (0, 0), (width, 0)),
+            (y > height - margin, (0, height), (width, height)),
+        )
+        distance = self.geometry.signed_distance
+        return any(
+            near and distance(*a)[0] * side > 0 and distance(*b)[0] * side > 0 for near, a, b in edges
+        )
 
 
 def _interpolate_zero(d0: float, d1: float, t0_s: float, t1_s: float) -> float:

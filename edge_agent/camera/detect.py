@@ -22,11 +22,15 @@ from edge_agent.camera.config import BackgroundConfig
 FOREGROUND_MIN = 200
 #: Share of a person's bounding box that their blob fills seen from above.
 PERSON_FILL = 0.6
+#: A blob holds two people side by side from this share of two person widths on ...
+SIDE_BY_SIDE_SHARE = 0.75
+#: ... but one behind the other only from this share of two person lengths (blur and legs stretch blobs).
+ALONG_WALK_SHARE = 1.5
 #: Frames of fast learning after the picture changed all at once.
 RELEARN_FRAMES = 12
 RELEARN_RATE = 0.25
 #: Learning rate of the sample frames in :meth:`BackgroundDetector.prime`.
-PRIME_RATE = 0.05
+PRIME_RATE = 0.01
 #: How quickly the gain reference learns the corrected scene (per frame).
 GAIN_REFERENCE_RATE = 0.02
 #: Every n-th pixel in each direction is enough to measure overall brightness.
@@ -55,8 +59,13 @@ class Detector(Protocol):
 class BackgroundDetector:
     """Background subtraction plus person-size-aware blob analysis."""
 
-    def __init__(self, config: BackgroundConfig, person_width_px: float, person_height_px: float) -> None:
+    def __init__(
+        self, config: BackgroundConfig, person_width_px: float, person_height_px: float, walking_axis: str = "y"
+    ) -> None:
         self._config = config
+        # People side by side are cut apart at 0.75 of a person; along the walking direction a blob
+        # stretches (motion blur, legs, arms) and needs 1.5 people's length before it holds two.
+        self._box_share_x, self._box_share_y = (SIDE_BY_SIDE_SHARE, ALONG_WALK_SHARE)[:: 1 if walking_axis == "y" else -1]
         self.person_width_px = person_width_px
         self.person_height_px = person_height_px
         self.person_area_px = PERSON_FILL * person_width_px * person_height_px
@@ -161,8 +170,9 @@ class BackgroundDetector:
     def _people_in(self, width_px: int, height_px: int, area_px: int) -> int:
         """How many people a blob holds, from its area, but never more than its box can fit."""
         by_area = int(area_px / self.person_area_px + 0.35)
-        by_box = int(width_px / (0.75 * self.person_width_px)) * int(height_px / (0.75 * self.person_height_px))
-        return max(1, min(by_area, max(by_box, 1)))
+        across = max(1, int(width_px / (self._box_share_x * self.person_width_px)))
+        along = max(1, int(height_px / (self._box_share_y * self.person_height_px)))
+        return max(1, min(by_area, across * along))
 
     def _split(self, window: np.ndarray, left: int, top: int, people: int) -> list[Detection]:
         """Cut a merged blob into ``people`` equal-mass slices along its long axis."""

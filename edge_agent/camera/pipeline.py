@@ -47,7 +47,9 @@ class CountingPipeline:
         self._resize = scale < 1.0
         person_width_px = config.person.width_frac * self.width_px
         person_height_px = config.person.height_frac * self.height_px
-        self.background = BackgroundDetector(config.background, person_width_px, person_height_px)
+        (x0, y0), (x1, y1) = config.line.points[0], config.line.points[-1]
+        walking_axis = "y" if abs((x1 - x0) * self.width_px) >= abs((y1 - y0) * self.height_px) else "x"
+        self.background = BackgroundDetector(config.background, person_width_px, person_height_px, walking_axis)
         self.detector: Detector = self.background
         if config.onnx.model_path is not None:
             self.detector = OnnxPersonDetector(config.onnx, person_width_px, person_height_px)
@@ -81,8 +83,8 @@ class CountingPipeline:
         for track in self.tracker.tracks:
             if track.hits == 1 and not track.missed:
                 self.stats.tracks_started += 1
-            if track.missed:
-                continue  # count what was seen, not what was predicted
+            if track.missed and not track.riding:
+                continue  # count what was seen (alone or merged with others), not what was predicted
             if (row := update(track.track_id, track.x, track.y, t_s)) is not None:
                 crossings.append(row)
         return crossings

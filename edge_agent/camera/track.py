@@ -43,6 +43,8 @@ class Track:
     vy: float = 0.0
     hits: int = 1
     missed: int = 0
+    riding: bool = False  # unseen itself, but inside another track's blob and moving with it
+    riding_offset: tuple[float, float] | None = None  # where in that blob, from its centre
     trail: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=TRAIL_POINTS))
 
     @property
@@ -94,16 +96,27 @@ class Tracker:
                     track.vy += BETA * ry
                 track.hits += 1
                 track.missed = 0
+                track.riding, track.riding_offset = False, None
             else:
-                track.x, track.y = px, py
-                track.vx *= COAST_VELOCITY_DECAY
-                track.vy *= COAST_VELOCITY_DECAY
                 track.missed += 1
+                host = _host(px, py, detections, matched_detections) if track.confirmed else None
+                track.riding = host is not None
+                if host is None:
+                    track.riding_offset = None
                 limit = self._max_coast_frames
-                if self._leaving(px, py, track.vx, track.vy):
-                    limit = EDGE_COAST_FRAMES  # people vanish through the edge: do not wait for them
-                elif _inside_any(px, py, detections, matched_detections):
+                if host is not None:
+                    # Merged into someone else's blob: move with it, keeping their place in it, so the
+                    # person keeps their id and side.
+                    if not track.riding_offset:
+                        track.riding_offset = (px - host.x, py - host.y)
+                    track.x, track.y = host.x + track.riding_offset[0], host.y + track.riding_offset[1]
                     limit *= MERGED_COAST_FACTOR
+                else:
+                    track.x, track.y = px, py
+                    track.vx *= COAST_VELOCITY_DECAY
+                    track.vy *= COAST_VELOCITY_DECAY
+                    if self._leaving(px, py, track.vx, track.vy):
+                        limit = EDGE_COAST_FRAMES  # people vanish through the edge: do not wait for them
                 if not track.confirmed or track.missed > limit or not self._in_frame(px, py):
                     ended.append(track)
                     continue
@@ -161,10 +174,10 @@ class Tracker:
         )
 
 
-def _inside_any(x: float, y: float, detections: list[Detection], taken: set[int]) -> bool:
-    """Whether a point lies inside the box of a detection already claimed by another track (a merge)."""
+def _host(x: float, y: float, detections: list[Detection], taken: set[int]) -> Detection | None:
+    """The detection, already claimed by another track, whose box holds this point (a merge), if any."""
     for index in taken:
         detection = detections[index]
         if abs(x - detection.x) <= detection.width_px / 2 and abs(y - detection.y) <= detection.height_px / 2:
-            return True
-    return False
+            return detection
+    return None

@@ -11,8 +11,8 @@ W, H = 320, 240
 HORIZONTAL = LineConfig(id="door", points=[[0.0, 0.5], [1.0, 0.5]], in_side="bottom", band_frac=0.1, min_travel_frac=0.2)
 
 
-def counter(config: LineConfig = HORIZONTAL) -> LineCounter:
-    return LineCounter(config, W, H, edge_margin_px=12.0, duplicate_radius_px=15.0)
+def counter(config: LineConfig = HORIZONTAL, stay_s: float = 0.0) -> LineCounter:
+    return LineCounter(config, W, H, edge_margin_px=12.0, duplicate_radius_px=15.0, stay_s=stay_s)
 
 
 def feed(line_counter: LineCounter, track_id: int, ys: list[float], x: float = 160.0, t0_s: float = 0.0) -> list:
@@ -76,12 +76,37 @@ def test_walking_around_the_end_of_a_short_line_is_not_a_crossing():
     assert [r.direction for r in feed(line_counter, 2, [40, 80, 160, 200], x=160)] == ["in"]
 
 
-def test_two_tracks_of_one_split_person_count_once_but_two_people_side_by_side_count_twice():
+def test_a_fragment_of_one_person_counts_once_but_people_side_by_side_count_twice():
     line_counter = counter()
-    first = feed(line_counter, 1, [40, 80, 160, 200], x=160)
-    split = feed(line_counter, 2, [30, 70, 150, 190], x=165, t0_s=0.04)
-    beside = feed(line_counter, 3, [40, 80, 160, 200], x=210)
-    assert len(first) == 1 and split == [] and len(beside) == 1
+    long_lived = [40 + 3 * step for step in range(32)]  # 1.3 s in view before reaching y=135
+    first = feed(line_counter, 1, [*long_lived, 160, 200], x=160)
+    fragment = feed(line_counter, 2, [70, 140, 190], x=165, t0_s=0.04 * 31)  # born from 1's blob a moment ago
+    beside = feed(line_counter, 3, [*long_lived, 160, 200], x=210)
+    follower = feed(line_counter, 4, [*long_lived, 160, 200], x=162, t0_s=0.04)  # one behind, not a fragment
+    assert len(first) == 1 and fragment == [] and len(beside) == 1 and len(follower) == 1
+
+
+def test_a_blob_that_jumps_across_and_back_is_not_a_crossing_one_that_stays_is():
+    line_counter = counter(stay_s=0.2)
+    # Two people merge: the blob centre jumps over the line for three frames, then they part again.
+    assert feed(line_counter, 1, [40, 60, 80, 170, 172, 171, 80, 70]) == []
+    rows = feed(line_counter, 2, [40, 60, 80, 170, 175, 180, 185, 190, 195, 200])
+    assert [r.direction for r in rows] == ["in"]
+
+
+def test_a_track_that_vanishes_while_waiting_to_stay_across_still_counts():
+    line_counter = counter(stay_s=0.2)
+    assert feed(line_counter, 1, [40, 60, 80, 170]) == []
+    row = line_counter.end(1)
+    assert row is not None and row.direction == "in"
+
+
+def test_leaving_through_a_side_edge_along_the_line_is_no_evidence_of_crossing():
+    line_counter = counter()
+    path = [(200, 60), (240, 90), (280, 115), (315, 125)]  # drifts right, ends just past the line at the right edge
+    for i, (x, y) in enumerate(path):
+        line_counter.update(1, x, y, i * 0.04)
+    assert line_counter.end(1) is None
 
 
 @pytest.mark.parametrize(
