@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import asyncpg
 
@@ -61,12 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="device_command", required=True, metavar="ACTION"
     )
     enroll = device.add_parser("enroll", parents=[common], help="record a device's Ed25519 public key")
-    enroll.add_argument("site_id")
-    enroll.add_argument("device_id")
+    enroll.add_argument("site_id", nargs="?")
+    enroll.add_argument("device_id", nargs="?")
     enroll.add_argument(
         "--public-key",
-        required=True,
         help="base64 public key printed by `footfall-agent keygen`",
+    )
+    enroll.add_argument(
+        "--from-record", metavar="FILE", help="the enrollment record written by `footfall provision device` instead"
     )
     enroll.add_argument("--replace-key", action="store_true", help="allow replacing the key of an enrolled device")
     enroll.set_defaults(handler=_with_connection(_device_enroll))
@@ -100,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Catch bad IDs, zones and keys before touching the database, as usage errors."""
+    if getattr(args, "device_command", None) == "enroll":
+        _take_enrollment(args)
     try:
         for name, what in (("site_id", "site id"), ("device_id", "device id"), ("site", "site id")):
             if getattr(args, name, None) is not None:
@@ -110,6 +116,28 @@ def _check_arguments(args: argparse.Namespace) -> None:
             args.public_key = decode_public_key(args.public_key)
     except (ValueError, RegistryError) as error:
         raise UsageError(str(error)) from None
+
+
+def _take_enrollment(args: argparse.Namespace) -> None:
+    """Fill site, device and key from ``--from-record``, or insist on all three on the command line."""
+    if args.from_record is None:
+        if None in (args.site_id, args.device_id, args.public_key):
+            raise UsageError("device enroll needs SITE_ID DEVICE_ID --public-key=KEY, or --from-record FILE")
+        return
+    if args.public_key is not None:
+        raise UsageError("give either --public-key or --from-record, not both")
+    try:
+        record = json.loads(Path(args.from_record).read_text(encoding="utf-8"))
+        site_id, device_id, public_key = record["site_id"], record["device_id"], record["public_key"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(
+            f"{args.from_record}: not an enrollment record ({type(error).__name__}); use the .json file that "
+            "`footfall provision device` wrote under enrollments/"
+        ) from None
+    for given, recorded in ((args.site_id, site_id), (args.device_id, device_id)):
+        if given is not None and given != recorded:
+            raise UsageError(f"{args.from_record} is for {site_id}/{device_id}, not {args.site_id}/{args.device_id}")
+    args.site_id, args.device_id, args.public_key = site_id, device_id, public_key
 
 
 async def _run(args: argparse.Namespace, config: CollectorConfig) -> int:

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Protocol
@@ -164,7 +165,11 @@ def find_mosquitto() -> Path | None:
 
 
 class MosquittoBroker(_BrokerProcess):
-    """Mosquitto with anonymous access and on-disk persistence in `state_dir`.
+    """Mosquitto with anonymous access (or the given listener settings) and on-disk persistence in `state_dir`.
+
+    `global_settings` and `listener_settings` let a test run a shipped
+    configuration (TLS, certificates, ACL) on a free loopback port: the
+    listener line is always ours, the settings around it theirs.
 
     A graceful `stop()` saves every session and queued message; after
     `kill()` only what the last autosave (every `autosave_interval_s`) wrote
@@ -186,6 +191,8 @@ class MosquittoBroker(_BrokerProcess):
         max_queued_messages: int = 1_000_000,
         binary: Path | None = None,
         startup_timeout_s: float = 10.0,
+        global_settings: Sequence[str] = (),
+        listener_settings: Sequence[str] = ("allow_anonymous true",),
     ) -> None:
         binary = binary or find_mosquitto()
         if binary is None:
@@ -194,6 +201,8 @@ class MosquittoBroker(_BrokerProcess):
         self.autosave_interval_s = autosave_interval_s
         self.max_inflight_messages = max_inflight_messages
         self.max_queued_messages = max_queued_messages
+        self.global_settings = list(global_settings)
+        self.listener_settings = list(listener_settings)
         super().__init__(state_dir, port, startup_timeout_s)
 
     @property
@@ -206,8 +215,9 @@ class MosquittoBroker(_BrokerProcess):
 
     def _write_config(self) -> None:
         lines = [
+            *self.global_settings,
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            *self.listener_settings,
             "persistence true",
             f"persistence_location {self.state_dir}/",
             f"autosave_interval {self.autosave_interval_s}",
