@@ -28,7 +28,7 @@ PIP=1
 BUNDLE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -99,11 +99,7 @@ move_secret() {
 # -- the service user -----------------------------------------------------------
 mkdir -p "$ROOT/etc/sysusers.d"
 put "$BUNDLE/footfall.sysusers" "$ROOT/etc/sysusers.d/footfall.conf" 644 0 0
-if [ -n "$ROOT" ]; then
-    systemd-sysusers --root="$ROOT" /etc/sysusers.d/footfall.conf >/dev/null
-else
-    systemd-sysusers /etc/sysusers.d/footfall.conf >/dev/null
-fi
+systemd-sysusers ${ROOT:+--root="$ROOT"} "$ROOT/etc/sysusers.d/footfall.conf" >/dev/null
 AGENT_UID="$(awk -F: '$1 == "footfall" {print $3}' "$ROOT/etc/passwd")"
 AGENT_GID="$(awk -F: '$1 == "footfall" {print $4}' "$ROOT/etc/passwd")"
 [ -n "$AGENT_UID" ] || fail "systemd-sysusers did not create the footfall user in $ROOT/etc/passwd"
