@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,6 +209,19 @@ class MosquittoBroker(_BrokerProcess):
     @property
     def config_path(self) -> Path:
         return self.state_dir / "mosquitto.conf"
+
+    def save_now(self, timeout_s: float = 5.0) -> None:
+        """Write the persistence file now (SIGUSR1): a known snapshot for a later ``kill()`` to fall back to."""
+        if self._process is None:
+            raise RuntimeError("mosquitto is not running")
+        database = self.state_dir / "mosquitto.db"
+        before_ns = database.stat().st_mtime_ns if database.exists() else 0
+        self._process.popen.send_signal(signal.SIGUSR1)
+        deadline_s = time.monotonic() + timeout_s
+        while not (database.exists() and database.stat().st_mtime_ns > before_ns):
+            if time.monotonic() > deadline_s:
+                raise TimeoutError(f"mosquitto did not write {database} within {timeout_s} s")
+            time.sleep(0.01)
 
     def _argv(self) -> list[str]:
         self._write_config()

@@ -68,6 +68,11 @@ class CollectorProcess:
             time.sleep(0.1)
         raise StepFailed(f"collector not ready after {timeout_s} s:\n{self.log_tail()}")
 
+    def metrics(self) -> str:
+        """The collector's Prometheus text from /metrics."""
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
     def kill(self) -> None:
         """SIGKILL: the crash the collector must survive without losing or doubling anything."""
         if self.process is not None and self.process.poll() is None:
@@ -172,6 +177,16 @@ class LocalSystem:
         return [
             sys.executable, "-m", "edge_agent", "--config", str(config_path), "replay",
             "--pcap", str(capture), "--speed", speed, "--wait-acked-s", str(wait_acked_s),
+        ]  # fmt: skip
+
+    def agent_loadgen_command(
+        self, config_path: Path, batches: int, rate_per_s: float | None = None, wait_acked_s: float = 120
+    ) -> list[str]:
+        """Synthetic batches through a real agent's spool and uplink (``shared/devstack/loadgen.py``)."""
+        rate = ["--rate", str(rate_per_s)] if rate_per_s else []
+        return [
+            sys.executable, "-m", "shared.devstack.loadgen", "--config", str(config_path),
+            "--batches", str(batches), *rate, "--wait-acked-s", str(wait_acked_s),
         ]  # fmt: skip
 
     def close(self) -> None:
