@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edge_agent.camera.calibrate import add_calibrate_arguments, cmd_calibrate
 from edge_agent.config import AgentConfig, load_agent_config
+from edge_agent.doctor import add_doctor_arguments, cmd_doctor
 from edge_agent.service import AgentService
 from edge_agent.wifi.capture import ReplaySource
 from edge_agent.wifi.pcap import CaptureFormatError
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser("calibrate", help="write a PNG of the camera view with line, detections and tracks")
     add_calibrate_arguments(calibrate)
     calibrate.set_defaults(handler=cmd_calibrate)
+
+    doctor = commands.add_parser("doctor", help="preflight checks, each failure with its fix; exit 1 if any fails")
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(handler=cmd_doctor)
 
     keygen = commands.add_parser("keygen", help="create the device signing key and a standalone pseudonym key")
     keygen.add_argument(
