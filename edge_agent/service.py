@@ -44,6 +44,8 @@ PUMP_INTERVAL_S = 0.25
 #: Frames between checks of the clock and the stop flag (cheap enough per frame, but why pay it).
 CHECK_EVERY_FRAMES = 512
 PROGRESS_INTERVAL_S = 5.0
+#: A live agent runs for months: a progress line per quarter hour keeps the journal (and the SD card) quiet.
+LIVE_PROGRESS_INTERVAL_S = 900.0
 #: How long a stopping agent waits for the camera thread's current frame.
 CAMERA_JOIN_S = 10.0
 
@@ -154,7 +156,7 @@ class AgentService:
                 self._hand_over_crossings()
                 assembler.flush_due()
             if now >= next_progress_s:
-                next_progress_s = now + PROGRESS_INTERVAL_S
+                next_progress_s = now + (LIVE_PROGRESS_INTERVAL_S if live else PROGRESS_INTERVAL_S)
                 self._log_progress(total_frames)
         self._hand_over_sightings(wifi.flush_all(), final=True)
         self._stop_camera()
