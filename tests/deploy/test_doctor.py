@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from edge_agent.config import load_agent_config
 from edge_agent.doctor import Doctor

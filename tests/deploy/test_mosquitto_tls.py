@@ -21,7 +21,6 @@ from pathlib import Path
 
 import asyncpg
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.cli import main as collector_cli

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -139,7 +139,7 @@ async def test_collector_stops_feeding_while_a_commit_is_stuck_behind_a_lock(
         publisher.close()
 
 
-async def wait_until(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
