@@ -43,7 +43,11 @@ class DeviceIndex:
 
     def add(self, sightings: Iterable[DeviceSighting]) -> None:
         for sighting in sightings:
-            self._union((sighting.key_epoch, sighting.pseudonym), (sighting.key_epoch, sighting.cluster))
+            self.link(sighting.key_epoch, sighting.pseudonym, sighting.cluster)
+
+    def link(self, key_epoch: int, pseudonym: int, cluster: int) -> None:
+        """Record that a sensor linked MAC ``pseudonym`` to ``cluster`` (as stored in ``wifi_mac_hours``)."""
+        self._union((key_epoch, pseudonym), (key_epoch, cluster))
 
     def device_of(self, key_epoch: int, pseudonym: int) -> int:
         """The device id of a MAC pseudonym; a pseudonym never seen is its own device."""
