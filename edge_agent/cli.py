@@ -110,10 +110,18 @@ def _run_wifi(
         service.run_wifi(source, live=live, total_frames=None)
     finally:
         delivered = service.close(wait_acked_s)
-    if not delivered:
-        log.error("not every batch was acknowledged within %.0f s; they stay in the spool", wait_acked_s)
-        return EXIT_FAILURE
-    return EXIT_OK
+    return _exit_code(service, delivered, wait_acked_s)
+
+
+def _exit_code(service: AgentService, delivered: bool, wait_acked_s: float) -> int:
+    """A stop signal is a clean exit even with batches unacknowledged: they are safe in the spool."""
+    if delivered:
+        return EXIT_OK
+    if service.stop_event.is_set():
+        log.info("stopped on request; unacknowledged batches stay in the spool and go out after the next start")
+        return EXIT_OK
+    log.error("not every batch was acknowledged within %.0f s; they stay in the spool", wait_acked_s)
+    return EXIT_FAILURE
 
 
 def cmd_replay(config: AgentConfig, args: argparse.Namespace) -> int:
@@ -141,10 +149,7 @@ def _run_camera(config: AgentConfig, wait_acked_s: float) -> int:
         service.run_camera()
     finally:
         delivered = service.close(wait_acked_s)
-    if not delivered:
-        log.error("not every batch was acknowledged within %.0f s; they stay in the spool", wait_acked_s)
-        return EXIT_FAILURE
-    return EXIT_OK
+    return _exit_code(service, delivered, wait_acked_s)
 
 
 def cmd_run(config: AgentConfig, args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from edge_agent.service import AgentService
 from edge_agent.uplink import UplinkConfig
 from edge_agent.wifi.ratchet import KeyRatchet
 from shared.devstack import Broker
+from shared.devstack.synthetic_capture import write_synthetic_capture
 from shared.signing import DeviceSigner
 from shared.topics import batch_topic
 from tests.collector.collector_helpers import DEVICE, SITE, MqttTestClient, enroll, make_batch, sign
@@ -176,3 +178,55 @@ def test_collector_process_says_ready_feeds_and_says_stopping(
             process.kill()
             process.wait()
         notify.close()
+
+
+def test_agent_process_says_ready_and_on_sigterm_spools_what_it_holds_and_exits_cleanly(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """With the broker gone, a stop must not wait for acks that cannot come, nor count as a failure."""
+    config = agent_config(tmp_path, broker)
+    capture = tmp_path / "capture.pcap"
+    write_synthetic_capture(capture, time.time() - 3_600, duration_s=3_600, phones=200)
+    broker.stop()  # unreachable from the start
+    config_path = tmp_path / "agent.yaml"
+    config_path.write_text(
+        f"site_id: {SITE}\ndevice_id: {DEVICE}\nstate_dir: {config.state_dir}\n"
+        f"mqtt: {{host: {broker.host}, port: {broker.port}}}\nbatch: {{max_events: 20, max_delay_s: 0.5}}\n"
+    )
+    notify = NotifySocket(tmp_path / "notify")
+    env = {**os.environ, **notify.environment(WATCHDOG_S)}
+    env.pop("WATCHDOG_PID", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "--config", str(config_path), "replay", "--pcap", str(capture),
+         "--speed", "200", "--wait-acked-s", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        notify.wait_for("READY", "1")
+        notify.wait_for("WATCHDOG", "1")
+        spool_path = config.spool_path
+        deadline_s = time.monotonic() + 30
+        while not (spool_path.exists() and spooled_events(spool_path)):
+            assert time.monotonic() < deadline_s and process.poll() is None
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        notify.wait_for("STOPPING", "1")
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output.decode()
+        assert b"stopped on request; unacknowledged batches stay in the spool" in output
+        assert spooled_events(spool_path) > 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        notify.close()
+
+
+def spooled_events(path: Path) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(db.execute("SELECT COALESCE(SUM(events), 0) FROM batches").fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
+    finally:
+        db.close()
