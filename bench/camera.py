@@ -123,6 +123,9 @@ class DirectionScore:
     counted: int
     matched: int
     frame_errors: list[float]
+    #: Ids of cases the labels list as excluded or ambiguous that an unmatched count falls on.
+    ambiguous_hits: list[str]
+    missed_ids: list[str]
 
     @property
     def spurious(self) -> int:
@@ -133,7 +136,9 @@ class DirectionScore:
         return self.labelled - self.matched
 
 
-def score(counted: list[Counted], labelled: list[dict], direction: str, tolerance_frames: float) -> DirectionScore:
+def score(
+    counted: list[Counted], labelled: list[dict], direction: str, tolerance_frames: float, ambiguous: list[dict] = ()
+) -> DirectionScore:
     """Match counts to labels of one direction, closest frames first, each used once."""
     ours = [c for c in counted if c.direction == direction]
     theirs = [label for label in labelled if label["direction"] == direction]
@@ -150,14 +155,34 @@ def score(counted: list[Counted], labelled: list[dict], direction: str, toleranc
         used_ours.add(i)
         used_theirs.add(j)
         errors.append(ours[i].frame - theirs[j]["frame"])
-    return DirectionScore(len(theirs), len(ours), len(used_ours), errors)
+    unmatched = [c for i, c in enumerate(ours) if i not in used_ours]
+    hits = [
+        case["id"]
+        for case in ambiguous
+        if any(abs(c.frame - case["frame"]) <= tolerance_frames for c in unmatched)
+    ]
+    missed = [label["id"] for j, label in enumerate(theirs) if j not in used_theirs]
+    return DirectionScore(len(theirs), len(ours), len(used_ours), errors, hits, missed)
+
+
+def ambiguous_cases(labels: dict, direction: str) -> list[dict]:
+    """The cases a clip's labels list as excluded or ambiguous, with a frame, in one direction."""
+    cases = labels.get("excluded_or_ambiguous", []) + labels.get("ambiguous_and_excluded", [])
+    return [
+        case
+        for case in cases
+        if case.get("frame") is not None and direction in (case.get("direction"), case.get("direction_if_counted"))
+    ]
 
 
 def evaluate(clip: Clip, tolerance_s: float, primed: bool = True) -> dict[str, DirectionScore]:
     frames, fps = read_frames(real_data_dir() / "video" / clip.file)
     counted = count_clip(clip, frames, fps, primed)
-    labelled = load_labels()[clip.file]["crossings"]
-    return {name: score(counted, labelled, name, tolerance_s * fps) for name in clip.directions.values()}
+    labels = load_labels()[clip.file]
+    return {
+        name: score(counted, labels["crossings"], name, tolerance_s * fps, ambiguous_cases(labels, name))
+        for name in clip.directions.values()
+    }
 
 
 # ----------------------------------------------------------------------------- speed
@@ -221,9 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         for direction, s in scores.items():
             labelled, matched, counted = labelled + s.labelled, matched + s.matched, counted + s.counted
             mean_error = f"{np.mean(s.frame_errors):+.1f}" if s.frame_errors else "-"
-            within = "ok" if abs(s.counted - s.labelled) <= 1 else "OFF BY >1"
+            within = "within 1" if abs(s.counted - s.labelled) <= 1 else "OFF BY >1"
+            on_ambiguous = f"  missed {', '.join(s.missed_ids)}" if s.missed_ids else ""
+            if s.ambiguous_hits:
+                on_ambiguous += f"  spurious on labelled-ambiguous {', '.join(s.ambiguous_hits)}"
             print(f"  {clip.file:<30}{direction:<6}{s.labelled:>6}{s.counted:>8}{s.matched:>8}{s.missed:>7}"
-                  f"{s.spurious:>9}  {mean_error:>6}  {within}")  # fmt: skip
+                  f"{s.spurious:>9}  {mean_error:>6}  {within}{on_ambiguous}")  # fmt: skip
         if args.verbose:
             frames_clip, fps = read_frames(real_data_dir() / "video" / clip.file)
             for c in sorted(count_clip(clip, frames_clip, fps, not args.cold), key=lambda c: c.frame):

@@ -83,8 +83,8 @@ class CountingPipeline:
         for track in self.tracker.tracks:
             if track.hits == 1 and not track.missed:
                 self.stats.tracks_started += 1
-            if track.missed and not track.riding:
-                continue  # count what was seen (alone or merged with others), not what was predicted
+            if track.missed:
+                continue  # count what was seen, not what was predicted or carried along in a merge
             if (row := update(track.track_id, track.x, track.y, t_s)) is not None:
                 crossings.append(row)
         return crossings
