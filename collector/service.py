@@ -46,6 +46,8 @@ from shared.watchdog import Heartbeat, WatchdogFeeder
 log = logging.getLogger(__name__)
 
 DATABASE_CHECK_INTERVAL_S = 2.0
+#: Messages verified between two turns of the event loop (a few ms of CPU): the running commit keeps streaming.
+INGEST_YIELD_EVERY = 8
 #: Rejects that a registry refresh may cure (just enrolled, or key rotated).
 _REGISTRY_REASONS = frozenset({"unknown_device", "bad_signature"})
 
@@ -192,10 +194,27 @@ class CollectorService:
     # ------------------------------------------------------------------ the pipeline
 
     async def _pipeline(self) -> None:
-        while not self._stopping.is_set():
-            group = await self._next_group()
-            if group:
-                await self._process(group)
+        """Gather and verify the next group while the previous one commits.
+
+        Verifying and decoding is the collector's CPU work, a commit mostly
+        PostgreSQL's (another process): overlapping them keeps both busy. Commits,
+        and with them acks, still run one at a time in arrival order.
+        """
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                group = await self._next_group()
+                if not group:
+                    continue
+                items = await self._ingest(group)
+                if committing is not None:
+                    await committing
+                if self._stopping.is_set():
+                    break  # verified but not started: it stays unacked and the broker redelivers it
+                committing = asyncio.create_task(self._commit(group, items), name="collector-commit")
+        finally:
+            if committing is not None:
+                await committing
 
     async def _next_group(self) -> list[InboundMessage]:
         """Wait for a first message, then gather more until the group is full or the flush interval ends."""
@@ -224,9 +243,9 @@ class CollectorService:
                 group.append(self._queue.get_nowait())
         return group
 
-    async def _process(self, group: list[InboundMessage]) -> None:
+    async def _commit(self, group: list[InboundMessage], items: list[GroupItem]) -> None:
+        """Commit one verified group, then publish device acks and ack its messages in arrival order."""
         assert self._writer is not None and self._consumer is not None
-        items = await self._ingest(group)
         self.writer_heartbeat.beat(WRITER_STALL_S)
         try:
             result = await self._writer.commit_group(items, self._stopping)
@@ -244,7 +263,11 @@ class CollectorService:
             self.state.unacked_received_at_s.popleft()
 
     async def _ingest(self, group: list[InboundMessage]) -> list[GroupItem]:
-        items = [self._ingest_one(message) for message in group]
+        items = []
+        for message in group:
+            items.append(self._ingest_one(message))
+            if len(items) % INGEST_YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the commit in progress feed PostgreSQL
         if self._registry.may_refresh() and any(
             isinstance(item, Reject) and item.reason in _REGISTRY_REASONS for item in items
         ):

@@ -41,23 +41,26 @@ WINDOW_S = 10
 def device_number(config: AgentConfig) -> int:
     """A stable 31-bit number per (site, device): the high half of its synthetic pseudonyms."""
     digest = hashlib.sha256(f"{config.site_id}/{config.device_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") >> 1
+    return int.from_bytes(digest[:4], "big") >> 1  # below 2**31, so (number << 32) + index fits int64
 
 
-def synthetic_window(config: AgentConfig, first_index: int, now_s: float) -> ClosedWindow:
-    """One window of ``batch.max_events`` sightings, pseudonyms ``first_index`` onwards."""
-    count = config.batch.max_events
-    base = device_number(config) << 32
+def synthetic_rows(device: int, first_index: int, count: int, now_s: float) -> list[SightingRow]:
+    """``count`` sightings of a recent window with pseudonyms ``(device << 32) + first_index`` onwards."""
+    base = device << 32
     window_start_s = int(now_s - 60) // WINDOW_S * WINDOW_S
-    epoch = int(now_s) // config.pseudonym.period_s
-    rows = [
+    return [
         SightingRow(
             window_start_s, base + index, base + index, 1 + index % 7, -40 - index % 50, -55.5, 6,
             index % 3 == 0, index % 9_973, index % 4_096, (index + 3) % 4_096,
         )  # fmt: skip
         for index in range(first_index, first_index + count)
     ]
-    return ClosedWindow(epoch, WINDOW_S, rows)
+
+
+def synthetic_window(config: AgentConfig, first_index: int, now_s: float) -> ClosedWindow:
+    """One window of ``batch.max_events`` sightings of this device, pseudonyms ``first_index`` onwards."""
+    rows = synthetic_rows(device_number(config), first_index, config.batch.max_events, now_s)
+    return ClosedWindow(int(now_s) // config.pseudonym.period_s, WINDOW_S, rows)
 
 
 def run(config: AgentConfig, batches: int, rate_per_s: float | None, wait_acked_s: float) -> int:
