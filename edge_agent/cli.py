@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edge_agent.camera.calibrate import add_calibrate_arguments, cmd_calibrate
+from edge_agent.camera.onnx_detector import OnnxModelError
 from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.doctor import add_doctor_arguments, cmd_doctor
 from edge_agent.service import AgentService
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_agent_config(args.config)
         configure_logging(args.log_level or config.log_level)
         return args.handler(config, args)
-    except (ConfigError, KeyStateError, KeyFileError, CaptureFormatError) as exc:
+    except (ConfigError, KeyStateError, KeyFileError, CaptureFormatError, OnnxModelError) as exc:
         print(f"footfall-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import msgpack
 
@@ -93,11 +94,50 @@ class Column:
     is_time: bool = False
 
 
+class ColumnRows(Sequence[tuple]):
+    """The rows of a decoded block, kept as the columns they arrived in.
+
+    The collector COPYs columns, so building a named tuple per row only to take
+    the rows apart again would be most of its decoding work. Rows are made on
+    demand, for code that iterates or indexes them; ``columns`` is free.
+    """
+
+    __slots__ = ("columns", "_row")
+
+    def __init__(self, row: type, columns: list[list]) -> None:
+        self._row = row
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __iter__(self) -> Iterator[tuple]:
+        return map(partial(tuple.__new__, self._row), zip(*self.columns))
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return self._row._make(column[index] for column in self.columns)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return f"ColumnRows({list(self)!r})"
+
+
 @dataclass(frozen=True)
 class EventBlock:
-    """Column-wise events of one type plus the block's scalar parameters."""
+    """Events of one type plus the block's scalar parameters.
 
-    rows: list[tuple]
+    ``rows`` is a list of row tuples where blocks are built (the edge), or a
+    :class:`ColumnRows` where they are decoded (the collector); either way
+    :meth:`columns` gives one sequence per field.
+    """
+
+    rows: Sequence[tuple]
     ROW: ClassVar[type]
     COLUMNS: ClassVar[dict[str, Column]]
     SCALARS: ClassVar[dict[str, Column]] = {}
@@ -106,10 +146,19 @@ class EventBlock:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def columns(self) -> list[Sequence]:
+        """One sequence of values per field, in ``COLUMNS`` order."""
+        if isinstance(self.rows, ColumnRows):
+            return self.rows.columns
+        return list(zip(*self.rows)) if self.rows else [() for _ in self.COLUMNS]
+
+    def column(self, name: str) -> Sequence:
+        """The values of one field, e.g. ``block.column("start_s")``."""
+        return self.columns()[list(self.COLUMNS).index(name)]
+
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {name: getattr(self, name) for name in self.SCALARS}
-        columns = list(zip(*self.rows)) if self.rows else [() for _ in self.COLUMNS]
-        for name, values in zip(self.COLUMNS, columns):
+        for name, values in zip(self.COLUMNS, self.columns()):
             doc[name] = list(values)
         return doc
 
@@ -316,9 +365,7 @@ def _decode_block(block: type[EventBlock], doc: Any, max_time_s: float | None) -
         if not isinstance(values, list) or len(values) != length:
             raise ProtocolError("bad_field", f"{where}.{name} must be a list as long as the other columns")
         _check_column(values, block.COLUMNS[name], max_time_s, f"{where}.{name}")
-    # tuple.__new__ is what NamedTuple._make does, without a Python call per row; zip made every row full length.
-    rows = list(map(partial(tuple.__new__, block.ROW), zip(*columns)))
-    return block(rows=rows, **scalars)
+    return block(rows=ColumnRows(block.ROW, columns), **scalars)
 
 
 def _scalar(doc: dict, name: str, column: Column, max_time_s: float | None, where: str = "batch") -> Any:

@@ -297,11 +297,11 @@ class Writer:
         for accepted in batches:
             batch = accepted.batch
             if batch.sightings:
-                sightings |= epoch_days({row.start_s for row in batch.sightings.rows})
+                sightings |= epoch_days(set(batch.sightings.column("start_s")))
             if batch.crossings:
-                crossings |= epoch_days({row.t for row in batch.crossings.rows})
+                crossings |= epoch_days(set(batch.crossings.column("t")))
             if batch.passersby:
-                passersby |= epoch_days({row.start_s for row in batch.passersby.rows})
+                passersby |= epoch_days(set(batch.passersby.column("start_s")))
         for table, days in ((WIFI_SIGHTINGS, sightings), (DOOR_CROSSINGS, crossings), (PASSERBY_COUNTS, passersby)):
             if days:
                 await self._partitions.ensure(self._pool, table, days)
@@ -334,7 +334,7 @@ class Writer:
 
 
 # --------------------------------------------------------------------------- COPY records
-# Built column-wise with zip/map/repeat so the per-row Python work is one tuple.
+# Built from the decoded columns with zip/map/repeat, so the per-row Python work is one tuple.
 
 
 def _datetimes(epoch_seconds: Iterable[float]) -> dict[float, datetime]:
@@ -347,7 +347,7 @@ def _sighting_records(batches: Sequence[Accepted]) -> Iterator[tuple]:
         batch, block = accepted.batch, accepted.batch.sightings
         if not block:
             continue
-        start_s, pseudonym, *rest = zip(*block.rows)
+        start_s, pseudonym, *rest = block.columns()
         times = _datetimes(start_s)
         yield from zip(
             repeat(batch.site_id), repeat(batch.device_id), repeat(batch.seq),
@@ -361,7 +361,7 @@ def _crossing_records(batches: Sequence[Accepted]) -> Iterator[tuple]:
         batch, block = accepted.batch, accepted.batch.crossings
         if not block:
             continue
-        t, line, direction, track = zip(*block.rows)
+        t, line, direction, track = block.columns()
         times = _datetimes(t)
         yield from zip(
             repeat(batch.site_id), repeat(batch.device_id), repeat(batch.seq),
@@ -374,7 +374,7 @@ def _passerby_records(batches: Sequence[Accepted]) -> Iterator[tuple]:
         batch, block = accepted.batch, accepted.batch.passersby
         if not block:
             continue
-        start_s, devices, frames = zip(*block.rows)
+        start_s, devices, frames = block.columns()
         times = _datetimes(start_s)
         yield from zip(
             repeat(batch.site_id), repeat(batch.device_id), repeat(batch.seq),

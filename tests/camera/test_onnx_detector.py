@@ -20,8 +20,10 @@ onnx = pytest.importorskip("onnx", reason="the onnx package builds the test mode
 from onnx import TensorProto, helper  # noqa: E402
 
 from edge_agent.camera.config import CameraConfig, OnnxConfig  # noqa: E402
+from edge_agent.cli import main  # noqa: E402
 from edge_agent.camera.onnx_detector import OnnxModelError, OnnxPersonDetector  # noqa: E402
 from edge_agent.camera.pipeline import CountingPipeline  # noqa: E402
+from tests.camera.test_cli import write_config  # noqa: E402
 
 INPUT_PX = 64
 #: The two candidate boxes (centre x, centre y, width, height) in model input pixels.
@@ -89,3 +91,15 @@ def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path):
     bogus.write_bytes(b"this is not protobuf")
     with pytest.raises(OnnxModelError, match="cannot load"):
         OnnxPersonDetector(OnnxConfig(model_path=bogus), 40, 60)
+
+
+def test_calibrate_with_a_broken_model_exits_with_the_fix(tmp_path, capsys):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"this is not protobuf")
+    video = tmp_path / "one.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    config = write_config(tmp_path, onnx={"model_path": str(bogus)})
+    assert main(["--config", str(config), "calibrate", "--source", str(video), "--seconds", "1"]) == 2
+    assert "camera.onnx.model_path" in capsys.readouterr().err
