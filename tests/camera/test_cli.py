@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from edge_agent.cli import main
 from edge_agent.config import load_agent_config
 from edge_agent.service import AgentService
 from shared.config import ConfigError
+from shared.protocol import decode_body, open_message
 from tests.realdata import require_real_data
 
 
@@ -85,3 +87,37 @@ def test_an_unreachable_camera_is_reported_in_the_status_and_the_agent_keeps_run
         runner.join(10)
         service.close()
     assert not runner.is_alive()
+
+
+@pytest.mark.slow
+def test_crossings_counted_while_wifi_runs_reach_the_spool_through_the_queue(tmp_path):
+    """The camera thread never touches the batcher: its rows are handed over by the Wi-Fi loop's pump."""
+    video = require_real_data("video/femb_peopleCounter.avi")
+    config_path = write_config(tmp_path, enabled=True, source=str(video), pace="max",
+                               line={"points": [[0, 0.5], [1, 0.5]]}, person={"width_frac": 0.11, "height_frac": 0.2})  # fmt: skip
+    assert main(["--config", str(config_path), "keygen"]) == 0
+    service = AgentService(load_agent_config(config_path))
+    service.start()
+
+    def idle_wifi():
+        """Frames that are not probe requests, for as long as the camera is busy."""
+        while service.camera.running:
+            for _ in range(512):
+                yield time.time(), 0, b"\x00" * 16
+            time.sleep(0.01)
+
+    try:
+        service.run_wifi(idle_wifi(), live=True)
+        counted = service.camera.crossings
+        spooled = _spooled_crossings(tmp_path / "state" / "spool.sqlite3")
+    finally:
+        service.close()
+    assert counted["in"] + counted["out"] >= 6
+    assert sorted(row.direction for row in spooled) == sorted(["in"] * counted["in"] + ["out"] * counted["out"])
+
+
+def _spooled_crossings(spool: Path) -> list:
+    with sqlite3.connect(spool) as db:
+        messages = [row[0] for row in db.execute("SELECT message FROM batches ORDER BY seq")]
+    blocks = [decode_body(open_message(message).body).crossings for message in messages]
+    return [row for block in blocks if block is not None for row in block.rows]
