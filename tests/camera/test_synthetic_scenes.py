@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.camera.scenes import Scene, count_scene, turn_back, walk
+
+pytestmark = pytest.mark.slow  # each scene is a few hundred rendered frames through the real path
 
 #: Walking pace of these scenes: about 1.3 m/s for a 45 cm wide person, in pixels per frame at 25 fps.
 NORMAL_PX_PER_FRAME = 3.0
