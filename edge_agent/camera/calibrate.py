@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge_agent.camera.config import CameraConfig
-from edge_agent.camera.draw import draw_overlay
+from edge_agent.camera.draw import caption, draw_overlay
 from edge_agent.camera.pipeline import CountingPipeline
 from edge_agent.camera.source import CameraSource
 from edge_agent.config import AgentConfig
@@ -90,6 +90,9 @@ def calibrate(config: CameraConfig, seconds: float) -> CalibrationRun:
     run.processing_fps = run.frames / busy_s if busy_s else 0.0
     if run.pipeline is not None:
         run.pipeline.finish()
+        if run.image is not None:
+            counts = run.pipeline.counter.counts
+            caption(run.image, f"after {run.seconds_of_video:.0f} s: in {counts['in']}  out {counts['out']}")
     if not run.frames:
         run.error = source.status.last_error or "no frames"
     return run

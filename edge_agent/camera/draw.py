@@ -22,7 +22,7 @@ TEXT_COLOUR = (255, 255, 255)
 
 
 def draw_overlay(pipeline: CountingPipeline, frame: np.ndarray, show_foreground: bool = True) -> np.ndarray:
-    """A copy of ``frame`` (processing size) with the counter's state drawn on it."""
+    """A copy of ``frame`` (processing size) with the counter's state drawn on it (counts so far at the top)."""
     canvas = pipeline.scale(frame).copy()
     if show_foreground and pipeline.background.foreground is not None:
         tint = np.zeros_like(canvas)
@@ -41,8 +41,13 @@ def draw_overlay(pipeline: CountingPipeline, frame: np.ndarray, show_foreground:
         cv2.circle(canvas, (int(track.x), int(track.y)), 3, TRACK_COLOUR, -1)
         _text(canvas, str(track.track_id), (int(track.x) + 4, int(track.y) - 4))
     counts = pipeline.counter.counts
-    _text(canvas, f"{pipeline.counter.line_id}: in {counts['in']}  out {counts['out']}", (6, 16))
+    _text(canvas, f"{pipeline.counter.line_id} so far: in {counts['in']}  out {counts['out']}", (6, 16))
     return canvas
+
+
+def caption(canvas: np.ndarray, text: str) -> None:
+    """A line of text along the bottom of the picture (e.g. the run's final counts)."""
+    _text(canvas, text, (6, canvas.shape[0] - 8))
 
 
 def _draw_line(pipeline: CountingPipeline, canvas: np.ndarray) -> None:
