@@ -30,6 +30,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/wifi_edge.py
 	$(PY) bench/camera.py
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache *.egg-info
