@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 LINKTYPE_RADIOTAP = 127
@@ -22,13 +23,16 @@ _BROADCAST = b"\xff" * 6
 _IES = bytes([0, 0, 1, 4, 0x82, 0x84, 0x8B, 0x96, 50, 4, 0x0C, 0x12, 0x18, 0x24])
 
 
-def probe_request_frame(mac: bytes, sequence_number: int, rssi_dbm: int) -> bytes:
-    """Radiotap header + 802.11 probe request with a wildcard SSID."""
+def probe_request_frame(mac: bytes, sequence_number: int, rssi_dbm: int, information_elements: bytes = _IES) -> bytes:
+    """Radiotap header + 802.11 probe request (by default a wildcard SSID and 802.11b rates).
+
+    ``information_elements`` lets a caller give phone models different capabilities (the store simulator).
+    """
     radiotap = struct.pack(
         "<BBHIBxHHb", 0, 0, 15, _RADIOTAP_PRESENT, 0, _CHANNEL_6_MHZ, _CHANNEL_FLAGS_2GHZ_CCK, rssi_dbm
     )
     header = b"\x40\x00\x00\x00" + _BROADCAST + mac + _BROADCAST + struct.pack("<H", (sequence_number & 0xFFF) << 4)
-    return radiotap + header + _IES
+    return radiotap + header + information_elements
 
 
 def _random_mac(rng: random.Random, randomized: bool) -> bytes:
@@ -55,10 +59,17 @@ def write_synthetic_capture(path: Path, start_s: float, duration_s: int = 3_600,
             sequence_number += 1
             t += rng.expovariate(1 / 8)
     packets.sort(key=lambda packet: packet[0])
+    return write_radiotap_pcap(path, packets)
+
+
+def write_radiotap_pcap(path: Path, packets: Iterable[tuple[float, bytes]]) -> int:
+    """A classic pcap of radiotap frames (in the order given); returns how many were written."""
+    written = 0
     with open(path, "wb") as handle:
         handle.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65_535, LINKTYPE_RADIOTAP))
         for timestamp_s, frame in packets:
             seconds = int(timestamp_s)
             micros = int((timestamp_s - seconds) * 1_000_000)
             handle.write(struct.pack("<IIII", seconds, micros, len(frame), len(frame)) + frame)
-    return len(packets)
+            written += 1
+    return written
