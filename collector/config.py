@@ -124,6 +124,48 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class AnalyticsConfig:
+    """The analytics task (collector/analytics/task.py); per-site thresholds live in footfall.sites."""
+
+    #: Run analytics rounds in this collector; ingest-only collectors of a fleet may switch it off.
+    enabled: bool = True
+    #: How often dirty buckets are looked for, seconds: how soon new rows show in footfall.
+    interval_s: float = 1.0
+    #: A device further behind than this no longer holds its site's visits open, seconds.
+    max_lateness_s: float = 3_600.0
+
+    def __post_init__(self) -> None:
+        _positive(self.interval_s, "analytics.interval_s")
+        if self.max_lateness_s < 0:
+            raise ValueError("analytics.max_lateness_s must not be negative")
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """Days each table keeps, enforced by dropping whole partitions; null keeps forever."""
+
+    #: Raw pseudonymous sightings (and the MAC/hour identity rows derived from them): short.
+    wifi_sightings_days: int | None = 14
+    passerby_counts_days: int | None = 14
+    door_crossings_days: int | None = 400
+    visits_days: int | None = 400
+    trajectory_days: int | None = 400
+    #: The aggregates: long.
+    footfall_days: int | None = 1_830
+    #: How often expired partitions are looked for, seconds.
+    interval_s: float = 3_600.0
+
+    def __post_init__(self) -> None:
+        for key, value in dataclasses.asdict(self).items():
+            if key.endswith("_days") and value is not None and value < 1:
+                raise ValueError(f"retention.{key} must be at least 1 day, or null to keep forever")
+        _positive(self.interval_s, "retention.interval_s")
+
+    def days_of(self, table: str) -> int | None:
+        return getattr(self, f"{table}_days")
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     host: str = "127.0.0.1"
     #: 0 picks a free port (tests); the bound port is on CollectorService.http_port.
@@ -141,6 +183,8 @@ class CollectorConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 def load_collector_config(
@@ -178,6 +222,7 @@ def with_dsn(config: CollectorConfig, dsn: str, source: str = "--dsn") -> Collec
 
 
 __all__ = [
+    "AnalyticsConfig",
     "CollectorConfig",
     "ConfigError",
     "DatabaseConfig",
@@ -185,6 +230,7 @@ __all__ = [
     "IngestConfig",
     "LimitsConfig",
     "MqttConfig",
+    "RetentionConfig",
     "load_collector_config",
     "with_dsn",
 ]

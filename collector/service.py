@@ -1,4 +1,8 @@
-"""The collector process: consumer → ingest → writer → acks, plus the HTTP endpoints.
+"""The collector process: consumer → ingest → writer → acks, plus analytics, retention and HTTP.
+
+The analytics task (collector/analytics/task.py) turns committed rows into
+visits, trajectory and footfall; the retention loop drops expired partitions
+(collector/db/retention.py).
 
 In-process (tests, the demo)::
 
@@ -24,14 +28,18 @@ import logging
 import math
 import signal
 import time
+from datetime import datetime, timezone
 from types import TracebackType
 
 import asyncpg
 from aiohttp import web
 
+from collector.analytics.task import AnalyticsTask
 from collector.config import CollectorConfig
 from collector.consumer import Backoff, InboundMessage, MqttConsumer
 from collector.db.migrate import apply_migrations
+from collector.db.partitions import PartitionManager
+from collector.db.retention import enforce_retention
 from collector.db.writer import TRANSIENT_ERRORS, CommitAbandoned, CommitResult, GroupItem, Writer
 from collector.health import LOOP_STALL_S, WRITER_STALL_S, CollectorHealth
 from collector.ingest import Accepted, Reject, ingest_batch, ingest_status, reject_accepted
@@ -72,6 +80,8 @@ class CollectorService:
         self._consumer: MqttConsumer | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: One cache of existing partitions for the writer, the analytics task and retention.
+        self._partitions = PartitionManager()
         self.http_port: int | None = None
         #: Set when a background task died of a bug; run_service then exits 1.
         self.failed = False
@@ -105,7 +115,7 @@ class CollectorService:
             self.config.database.dsn, min_size=0, max_size=self.config.database.pool_size, command_timeout=60
         )
         self.state.db_pool = self._pool
-        self._writer = Writer(self._pool, self.state)
+        self._writer = Writer(self._pool, self.state, self._partitions)
         await self._prepare_database()
         loop = asyncio.get_running_loop()
         self._consumer = MqttConsumer(self.config.mqtt, loop, self._receive, self._set_broker_state)
@@ -114,7 +124,11 @@ class CollectorService:
             asyncio.create_task(self._pipeline(), name="collector-pipeline"),
             asyncio.create_task(self._watch_database(), name="collector-database-check"),
             asyncio.create_task(self._beat_loop_heartbeat(), name="collector-loop-heartbeat"),
+            asyncio.create_task(self._enforce_retention(), name="collector-retention"),
         ]
+        if self.config.analytics.enabled:
+            analytics = AnalyticsTask(self._pool, self.config.analytics, self._partitions)
+            self._tasks.append(asyncio.create_task(analytics.run(self._stopping), name="collector-analytics"))
         for task in self._tasks:
             task.add_done_callback(self._task_done)
         log.info("collector=started http_port=%s", self.http_port)
@@ -341,6 +355,22 @@ class CollectorService:
                 self.state.database = ConnectionState.DISCONNECTED
             else:
                 self.state.database = ConnectionState.CONNECTED
+
+    async def _enforce_retention(self) -> None:
+        """Drop expired partitions every ``retention.interval_s`` (collector/db/retention.py).
+
+        The first pass waits one interval: a start-up stays light, and replays of
+        old captures (the demo, tests) are not dropped while they are looked at.
+        """
+        assert self._pool is not None
+        while True:
+            await asyncio.sleep(self.config.retention.interval_s)
+            try:
+                await enforce_retention(
+                    self._pool, self.config.retention, datetime.now(timezone.utc), self._partitions
+                )
+            except TRANSIENT_ERRORS as error:
+                log.warning("retention=postponed error=%s", type(error).__name__)
 
     async def _beat_loop_heartbeat(self) -> None:
         """Proves to the watchdog thread that the event loop still turns."""

@@ -1,1 +1,8 @@
-"""Analytics over committed rows: pure functions, no database driver, so benches and tests reuse them."""
+"""Analytics over committed rows: visits, trajectory and footfall (docs/data-model.md).
+
+Pure estimators with no database driver, reused by benches and tests:
+``devices`` (site-wide device identity), ``presence`` (devices present),
+``stationary``, ``zones``, ``sessions``, ``trajectory``, ``footfall``,
+``identity``. The database side: ``dirty`` (the work queue the writer fills),
+``recompute`` (one round for one site), ``task`` (the collector's loop).
+"""

@@ -48,6 +48,11 @@ class PartitionedTable:
 WIFI_SIGHTINGS = PartitionedTable("wifi_sightings", "day")
 DOOR_CROSSINGS = PartitionedTable("door_crossings", "month")
 PASSERBY_COUNTS = PartitionedTable("passerby_counts", "day")
+# Derived by the analytics task (collector/analytics/), kept longer than raw rows.
+VISITS = PartitionedTable("visits", "month")
+TRAJECTORY = PartitionedTable("trajectory", "month")
+FOOTFALL = PartitionedTable("footfall", "month")
+PARTITIONED_TABLES = (WIFI_SIGHTINGS, DOOR_CROSSINGS, PASSERBY_COUNTS, VISITS, TRAJECTORY, FOOTFALL)
 
 
 class PartitionManager:
@@ -59,6 +64,15 @@ class PartitionManager:
     def forget(self) -> None:
         """Drop the cache, e.g. after an insert found no partition (someone dropped one)."""
         self._known.clear()
+
+    def missing(self, table: PartitionedTable, epoch_days: Iterable[int]) -> set[int]:
+        """The days among ``epoch_days`` whose partition this manager has not seen exist yet.
+
+        For callers inside a transaction that already uses ``table``: creating a
+        partition there would wait on their own lock, so they roll back, call
+        :meth:`ensure` and try again.
+        """
+        return {day for day in set(epoch_days) if table.bounds(day)[0] not in self._known}
 
     async def ensure(self, pool: asyncpg.Pool, table: PartitionedTable, epoch_days: Iterable[int]) -> None:
         """Make sure partitions exist for every UTC day number in ``epoch_days``."""

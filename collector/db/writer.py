@@ -10,7 +10,8 @@ transaction or nothing:
    hash under the same sequence number is rejected as ``replayed_seq``.
 2. The events of the new batches only are binary-COPYed into
    ``wifi_sightings``, ``door_crossings`` and ``passerby_counts`` (their
-   partitions are created beforehand, outside the transaction).
+   partitions are created beforehand, outside the transaction), and their
+   5-minute buckets are queued for the analytics task (``analytics_dirty``).
 3. Rejects go to ``ingest_rejects``; status updates to ``devices``.
 4. Each touched device's ``acked_seq`` advances: first to its spool floor − 1
    (the device gave up or got acks for everything below it), then upward
@@ -40,6 +41,7 @@ from itertools import repeat
 
 import asyncpg
 
+from collector.analytics.dirty import mark_dirty
 from collector.db.partitions import (
     DOOR_CROSSINGS,
     PASSERBY_COUNTS,
@@ -283,6 +285,7 @@ class Writer:
             result.new_batches = len(new)
             result.created_at_s = [a.batch.created_at_s for a in new]
             result.rows = await self._copy_events(connection, new)
+            await mark_dirty(connection, (a.batch for a in new))  # queued for analytics with the rows, or not at all
             result.rejects[:0] = [item for item in items if isinstance(item, Reject)]
             await _insert_rejects(connection, result.rejects)
             result.status_updates = await _update_statuses(connection, [i for i in items if isinstance(i, StatusUpdate)])
