@@ -165,11 +165,26 @@ class CaptureSocket:
             program_struct = sock_fprog(program.bf_len, program.bf_insns)
             self._socket.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program_struct)
             self._socket.ins.setblocking(False)
+            self._discard_unfiltered()
         except OSError:
             self._socket.close()
             raise
         self.kernel_packets = 0
         self.kernel_drops = 0
+
+    def _discard_unfiltered(self) -> None:
+        """Drop what was queued before the filter was attached, and reset the kernel counters.
+
+        scapy binds the socket before we can attach the BPF, so anything that
+        arrived in between passed no filter; it must neither reach the parser
+        nor count as captured.
+        """
+        while True:
+            try:
+                self._socket.ins.recv(SNAPLEN)
+            except BlockingIOError:
+                break
+        self._socket.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
 
     def fileno(self) -> int:
         return self._socket.ins.fileno()
