@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -97,3 +97,12 @@ class SimulatedStore:
                 tuple(r) for r in await self.fetch("SELECT * FROM footfall.wifi_identities ORDER BY 1, 2, 3")
             ],
         }
+
+
+async def run_tables(
+    make_pool: Callable[[], Awaitable[asyncpg.Pool]], layout: StoreLayout, batches: Sequence[Batch], analytics_every: int
+) -> dict[str, list[tuple]]:
+    """Feed ``batches`` into a fresh database of ``make_pool``; return its analytics tables."""
+    store = await SimulatedStore.create(await make_pool(), layout)
+    await store.send(batches, analytics_every=analytics_every)
+    return await store.tables()

@@ -9,42 +9,20 @@ in-order run.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time, timezone
 
-import asyncpg
 import pytest
 
-from collector.db.migrate import apply_migrations
 from shared.protocol import Batch, SightingRow, Sightings
 from shared.simulator import Scenario, ScenarioConfig, two_sensor_shop
 from shared.simulator.edge import edge_batches
-from tests.analytics.store_db import SimulatedStore
+from tests.analytics.store_db import SimulatedStore, run_tables
 
 TWO_DAYS = ScenarioConfig(
     first_day=date(2024, 3, 4), days=2, regulars=20, regular_visit_chance=0.9, key_period_s=7 * 86_400, seed=3
 )
 #: The back sensor is offline until noon UTC of the second day, then uploads its spool.
 RECONNECT_S = datetime.combine(date(2024, 3, 5), time(12), timezone.utc).timestamp()
-
-
-@pytest.fixture
-async def fresh_pool(pg_server) -> AsyncIterator[Callable]:
-    """Makes more fresh, migrated databases within one test; drops them afterwards."""
-    made: list[tuple[str, asyncpg.Pool]] = []
-
-    async def make() -> asyncpg.Pool:
-        name = f"footfall_late_{len(made)}_{random.randrange(1 << 30)}"
-        pool = await asyncpg.create_pool(pg_server.create_database(name), min_size=1, max_size=4)
-        async with pool.acquire() as connection:
-            await apply_migrations(connection)
-        made.append((name, pool))
-        return pool
-
-    yield make
-    for name, pool in made:
-        await pool.close()
-        pg_server.drop_database(name)
 
 
 def back_sensor_offline_until_noon(batches: list[Batch]) -> list[Batch]:
@@ -56,18 +34,12 @@ def shuffled(batches: list[Batch]) -> list[Batch]:
     return random.Random(9).sample(batches, len(batches))
 
 
-async def _tables(make_pool: Callable, scenario: Scenario, batches: list[Batch], analytics_every: int) -> dict:
-    store = await SimulatedStore.create(await make_pool(), scenario.layout)
-    await store.send(batches, analytics_every=analytics_every)
-    return await store.tables()
-
-
 @pytest.mark.parametrize("send", ["perfect_links", "edge_path"])
 async def test_a_spool_uploaded_a_day_late_gives_the_tables_of_an_in_order_run(fresh_pool, send):
     scenario = Scenario.generate(two_sensor_shop(), TWO_DAYS if send == "perfect_links" else TWO_DAYS_DAILY_KEY)
     batches = scenario.batches(batch_s=1_800) if send == "perfect_links" else edge_batches(scenario, batch_s=1_800)
-    in_order = await _tables(fresh_pool, scenario, batches, analytics_every=2)
-    late = await _tables(fresh_pool, scenario, back_sensor_offline_until_noon(batches), analytics_every=2)
+    in_order = await run_tables(fresh_pool, scenario.layout, batches, analytics_every=2)
+    late = await run_tables(fresh_pool, scenario.layout, back_sensor_offline_until_noon(batches), analytics_every=2)
     assert late == in_order
     assert len(in_order["visits"]) > 150 and len(in_order["footfall"]) > 300
 
@@ -75,8 +47,8 @@ async def test_a_spool_uploaded_a_day_late_gives_the_tables_of_an_in_order_run(f
 async def test_batches_in_any_order_give_the_same_tables(fresh_pool):
     scenario = Scenario.generate(two_sensor_shop(), TWO_DAYS)
     batches = scenario.batches(batch_s=1_800)
-    in_order = await _tables(fresh_pool, scenario, batches, analytics_every=3)
-    assert await _tables(fresh_pool, scenario, shuffled(batches), analytics_every=2) == in_order
+    in_order = await run_tables(fresh_pool, scenario.layout, batches, analytics_every=3)
+    assert await run_tables(fresh_pool, scenario.layout, shuffled(batches), analytics_every=2) == in_order
 
 
 #: The edge path's benchmark key rotates daily.
