@@ -77,6 +77,19 @@ async def summarise(dsn: str, time_zone: str, capture_frames: int) -> str:
             time_zone,
         )
         device = await connection.fetchrow("SELECT acked_seq, last_seen_at FROM footfall.devices")
+        await wait_for_analytics(connection)
+        linked = await connection.fetchval(
+            "SELECT count(DISTINCT coalesce(cluster, pseudonym)) FROM footfall.wifi_sightings"
+        )
+        visits = await connection.fetchrow(
+            """SELECT count(*) AS n, count(*) FILTER (WHERE is_visitor) AS visitors,
+                      percentile_cont(0.5) WITHIN GROUP (ORDER BY dwell_s) FILTER (WHERE is_visitor) AS dwell_s
+               FROM footfall.visits"""
+        )
+        footfall = await connection.fetch(
+            """SELECT local_hour, devices_present, devices_present_peak, visitors, passersby
+               FROM footfall.footfall_hourly WHERE zone_id = '*' ORDER BY hour_start"""
+        )
     finally:
         await connection.close()
     share = 100 * totals["randomized"] / totals["pseudonyms"] if totals["pseudonyms"] else 0
@@ -93,7 +106,26 @@ async def summarise(dsn: str, time_zone: str, capture_frames: int) -> str:
         lines.append(
             f"  {row['hour']:%Y-%m-%d %H:00}   {row['rows']:>9,}   {row['frames']:>6,}   {row['pseudonyms']:>10,}   {row['rssi']:>6} dBm"
         )
+    dwell = f", median dwell {visits['dwell_s'] / 60:.0f} min" if visits["dwell_s"] is not None else ""
+    lines += [
+        "",
+        f"analytics: {totals['pseudonyms']:,} MAC pseudonyms linked on the device into {linked:,} devices; "
+        f"{visits['n']:,} visits, {visits['visitors']:,} of them visitors{dwell}",
+        f"footfall_hourly ({time_zone})   devices present (mean / peak)   visitors   passers-by",
+    ]
+    for row in footfall:
+        lines.append(
+            f"  {row['local_hour']:%Y-%m-%d %H:00}   {row['devices_present']:>14.1f} / {row['devices_present_peak']:<8.1f}"
+            f"   {row['visitors']:>8,}   {row['passersby']:>10,}"
+        )
     return "\n".join(lines)
+
+
+async def wait_for_analytics(connection: asyncpg.Connection, timeout_s: float = 60.0) -> None:
+    """The collector recomputes aggregates in the background; wait until its work queue is empty."""
+    deadline = time.monotonic() + timeout_s
+    while await connection.fetchval("SELECT count(*) FROM footfall.analytics_dirty") and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
 
 
 def run_demo(workdir: Path) -> int:
