@@ -9,7 +9,11 @@ merge devices, never split them, so an id can only give way to a smaller one;
 A device is *stationary* on a local day when it was heard in at least
 ``stationary_min_hours`` distinct hours of that day (the estimator of
 :mod:`collector.analytics.stationary`, applied day by day so a long key period
-does not turn a regular customer into furniture).
+does not turn a regular customer into furniture), or on one of the
+``STATIONARY_CARRY_DAYS`` days before: staff phones stay staff phones, and a
+morning should not count them as visitors until they have been around for
+six hours again. With the default daily key a device is new every day, so
+this only helps with longer key periods.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from collector.analytics.devices import DeviceIndex, DeviceSighting
 from collector.analytics.sessions import local_day
 from collector.analytics.stationary import StationaryConfig, stationary_devices
+
+STATIONARY_CARRY_DAYS = 7
 
 
 class MacHour(NamedTuple):
@@ -39,7 +45,7 @@ class EpochIdentity:
     key_epoch: int
     index: DeviceIndex
     pseudonyms: frozenset[int]
-    #: Local day → visitor ids stationary that day.
+    #: Local day → visitor ids heard in enough hours of that day (see :meth:`stationary_on`).
     stationary: Mapping[date, frozenset[int]]
 
     @classmethod
@@ -62,8 +68,13 @@ class EpochIdentity:
     def visitor_of(self, pseudonym: int) -> int:
         return self.index.device_of(self.key_epoch, pseudonym)
 
+    def stationary_on(self, day: date) -> frozenset[int]:
+        """Visitor ids stationary on ``day`` or on one of the ``STATIONARY_CARRY_DAYS`` days before it."""
+        carried = (day - timedelta(days=back) for back in range(STATIONARY_CARRY_DAYS + 1))
+        return frozenset().union(*(self.stationary.get(earlier, ()) for earlier in carried))
+
     def is_stationary(self, visitor_id: int, days: Iterable[date]) -> bool:
-        return any(visitor_id in self.stationary.get(day, ()) for day in days)
+        return any(visitor_id in self.stationary_on(day) for day in days)
 
     def renames(self, stored: Mapping[int, int]) -> tuple[dict[int, int], dict[int, set[int]]]:
         """Compare with the stored pseudonym → visitor id map.

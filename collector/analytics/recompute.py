@@ -22,6 +22,7 @@ and an in-order run end in the same tables; ``tests/analytics`` checks that.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 from collections import defaultdict
@@ -160,6 +161,13 @@ DELETE FROM footfall.trajectory
 WHERE site_id = $1 AND visit_id = ANY($2::bigint[]) AND entered_at >= $3 AND entered_at <= $4
 """
 
+_FIRST_ENTRIES = """
+SELECT extract(epoch FROM min(entered_at))::bigint
+FROM footfall.trajectory
+WHERE site_id = $1 AND visit_id = ANY($2::bigint[]) AND entered_at >= $3 AND entered_at <= $4
+GROUP BY visit_id, zone_id
+"""
+
 _SET_RETURNING = """
 UPDATE footfall.visits v SET is_returning = u.is_returning, computed_at = now()
 FROM unnest($2::bigint[], $3::timestamptz[], $4::boolean[]) AS u(visit_id, started_at, is_returning)
@@ -233,11 +241,11 @@ def seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def merge_spans(spans: Iterable[Span]) -> list[Span]:
-    """Overlapping or touching closed spans joined, in order."""
+def merge_spans(spans: Iterable[Span], slack_s: int = 0) -> list[Span]:
+    """Closed spans joined where they overlap, touch, or lie less than ``slack_s`` apart; in order."""
     merged: list[Span] = []
     for lo, hi in sorted(spans):
-        if merged and lo <= merged[-1][1]:
+        if merged and lo <= merged[-1][1] + max(slack_s - 1, 0):
             merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
         else:
             merged.append((lo, hi))
@@ -369,22 +377,28 @@ class SiteRound:
 
         stretches: dict[int, list[Span]] = {}
         replaced: list[StoredVisit] = []
+        reshaped: set[int] = set()  # visitors renamed or re-flagged stationary: presence changes all along their visits
         for visitor_id in affected:
-            spans, touched = self._stretches(
+            spans, touched, stale = self._stretches(
                 identity, visitor_id, core_by_visitor.get(visitor_id, ()), stored_by_visitor.get(visitor_id, ())
             )
             stretches[visitor_id] = spans
             replaced += touched
+            if stale:
+                reshaped.add(visitor_id)
 
         loaded = await self._sightings(
             [(lo, hi + 1) for lo, hi in merge_spans(s for spans in stretches.values() for s in spans)], key_epoch
         )
         sightings_by_visitor: dict[int, list[DeviceSighting]] = defaultdict(list)
+        starts = {visitor_id: [lo for lo, _ in spans] for visitor_id, spans in stretches.items()}
         for sighting in loaded:
             visitor_id = identity.visitor_of(sighting.pseudonym)
             spans = stretches.get(visitor_id)
-            if spans and any(lo <= sighting.start_s <= hi for lo, hi in spans):
-                sightings_by_visitor[visitor_id].append(sighting)
+            if spans:  # is the sighting inside one of the visitor's spans?
+                at = bisect.bisect_right(starts[visitor_id], sighting.start_s) - 1
+                if at >= 0 and sighting.start_s <= spans[at][1]:
+                    sightings_by_visitor[visitor_id].append(sighting)
 
         def stationary(started_s: int, ended_s: int, visitor_id: int) -> bool:
             return identity.is_stationary(visitor_id, local_days(started_s, ended_s, settings.time_zone))
@@ -412,6 +426,12 @@ class SiteRound:
                 TRAJECTORY: epoch_days(s.entered_s for v in new_visits for s in v.trajectory),
             }
         )
+        changed = await self._arrival_buckets(replaced + [v for v, _ in flag_updates])
+        changed |= {bucket_of(t) for v in new_visits for t in (v.started_s, *(s.entered_s for s in v.trajectory))}
+        margin_s = settings.presence.gap_s + MAX_WINDOW_S
+        for visit in [*replaced, *new_visits]:
+            if owner.get(visit.visitor_id, visit.visitor_id) in reshaped:
+                changed |= buckets_around(visit.started_s, visit.ended_s, margin_s)
         await self._replace_visits(replaced, new_visits)
         if flag_updates:
             await self._connection.execute(
@@ -421,13 +441,20 @@ class SiteRound:
                 [utc(v.started_s) for v, _ in flag_updates],
                 [flag for _, flag in flag_updates],
             )
-        margin_s = settings.presence.gap_s + MAX_WINDOW_S
-        changed: set[int] = set()
-        for started_s, ended_s in [(v.started_s, v.ended_s) for v in replaced + [v for v, _ in flag_updates]] + [
-            (v.started_s, v.ended_s) for v in new_visits
-        ]:
-            changed |= buckets_around(started_s, ended_s, margin_s)
         return changed
+
+    async def _arrival_buckets(self, visits: Sequence[StoredVisit]) -> set[int]:
+        """The buckets stored visits count in: their start and their first entry into each zone."""
+        if not visits:
+            return set()
+        rows = await self._connection.fetch(
+            _FIRST_ENTRIES,
+            self._settings.site_id,
+            [v.visit_id for v in visits],
+            utc(min(v.started_s for v in visits)),
+            utc(max(v.ended_s for v in visits)),
+        )
+        return {bucket_of(row[0]) for row in rows} | {bucket_of(v.started_s) for v in visits}
 
     def _stretches(
         self,
@@ -435,8 +462,8 @@ class SiteRound:
         visitor_id: int,
         core: Sequence[DeviceSighting],
         stored: Sequence[StoredVisit],
-    ) -> tuple[list[Span], list[StoredVisit]]:
-        """The time one visitor's visits must be recomputed over, and the stored visits that lie in it.
+    ) -> tuple[list[Span], list[StoredVisit], bool]:
+        """The time one visitor's visits must be recomputed over, the stored visits in it, and whether any was stale.
 
         Seeds are the new sightings, every stored visit under an id this
         visitor absorbed, and stored visits whose stationary flag is stale.
@@ -446,28 +473,30 @@ class SiteRound:
         visit was cut at ``MAX_VISIT_S``, so this settles quickly. Every
         sighting of the visitor inside the resulting spans belongs to a taken
         visit or is new, and none outside can join them: recomputing the spans
-        alone gives what recomputing everything would.
+        alone gives what recomputing everything would. For the same reason
+        spans less than the gap apart may be joined, which keeps them few.
         """
         time_zone = self._settings.time_zone
         gap_s = self._settings.session.visit_gap_s
         spans = [(s.start_s, s.start_s + s.window_s) for s in core]
-        taken: list[StoredVisit] = []
+        stale: list[StoredVisit] = []
         rest: list[StoredVisit] = []
+        taken: list[StoredVisit] = []
         for visit in stored:
-            stale = visit.visitor_id != visitor_id or visit.is_stationary != identity.is_stationary(
+            renamed_or_reflagged = visit.visitor_id != visitor_id or visit.is_stationary != identity.is_stationary(
                 visitor_id, local_days(visit.started_s, visit.ended_s, time_zone)
             )
-            (taken if stale else rest).append(visit)
-        spans += [(v.started_s, v.ended_s) for v in taken]
+            (stale if renamed_or_reflagged else rest).append(visit)
+        spans = merge_spans(spans + [(v.started_s, v.ended_s) for v in stale], gap_s)
         while True:
             near = [
                 v for v in rest if any(v.started_s < hi + gap_s and v.ended_s > lo - gap_s for lo, hi in spans)
             ]
             if not near:
-                return merge_spans(spans), taken
+                return spans, taken + stale, bool(stale)
             taken += near
             rest = [v for v in rest if v not in near]
-            spans += [(v.started_s, v.ended_s) for v in near]
+            spans = merge_spans(spans + [(v.started_s, v.ended_s) for v in near], gap_s)
 
     async def _replace_visits(self, replaced: Sequence[StoredVisit], visits: Sequence[Visit]) -> None:
         connection, site_id = self._connection, self._settings.site_id
@@ -582,7 +611,7 @@ class SiteRound:
         }
         present: dict[str, dict[int, float]] = defaultdict(dict)
         for start_s, end_s, day in local_midnights(lo_s, hi_s, settings.time_zone):
-            fixed = frozenset().union(*(identity.stationary.get(day, ()) for identity in identities.values()))
+            fixed = frozenset().union(*(identity.stationary_on(day) for identity in identities.values()))
             for zone_id, zone_intervals in intervals.items():
                 config = settings.presence if zone_id == WHOLE_SITE else zone_config
                 present[zone_id].update(devices_present(zone_intervals, start_s, end_s, config, exclude=fixed))
