@@ -127,7 +127,7 @@ class CollectorService:
             asyncio.create_task(self._enforce_retention(), name="collector-retention"),
         ]
         if self.config.analytics.enabled:
-            analytics = AnalyticsTask(self._pool, self.config.analytics, self._partitions)
+            analytics = AnalyticsTask(self._pool, self.config.analytics, self._partitions, self.state.analytics)
             self._tasks.append(asyncio.create_task(analytics.run(self._stopping), name="collector-analytics"))
         for task in self._tasks:
             task.add_done_callback(self._task_done)

@@ -64,6 +64,18 @@ class Histogram:
 
 
 @dataclass
+class AnalyticsState:
+    """What the analytics task (collector/analytics/task.py) did and how far behind it is."""
+
+    rounds: int = 0
+    failures: int = 0
+    seconds_total: float = 0.0
+    #: Buckets queued at the last look (all collectors' work), and how long the oldest has waited.
+    backlog_buckets: int = 0
+    backlog_oldest_s: float = 0.0
+
+
+@dataclass
 class CollectorState:
     broker: ConnectionState = ConnectionState.CONNECTING
     database: ConnectionState = ConnectionState.CONNECTING
@@ -84,6 +96,7 @@ class CollectorState:
     unacked_received_at_s: deque[float] = field(default_factory=deque)
     #: Set by the service once its pool exists.
     db_pool: PoolGauges | None = None
+    analytics: AnalyticsState = field(default_factory=AnalyticsState)
 
     @property
     def ready(self) -> bool:

@@ -88,6 +88,17 @@ def render_metrics(state: CollectorState) -> str:
             state.batch_latency_s,
         )
     )
+    analytics = state.analytics
+    metric("analytics_rounds_total", "counter", "Analytics rounds run (one site each).", [("", analytics.rounds)])
+    metric("analytics_failures_total", "counter", "Analytics rounds that failed (retried later).", [("", analytics.failures)])
+    metric("analytics_seconds_total", "counter", "Time spent in analytics rounds.", [("", analytics.seconds_total)])
+    metric("analytics_backlog_buckets", "gauge", "5-minute buckets queued for analytics.", [("", analytics.backlog_buckets)])
+    metric(
+        "analytics_backlog_oldest_seconds",
+        "gauge",
+        "How long the oldest bucket queued for analytics has waited.",
+        [("", analytics.backlog_oldest_s)],
+    )
     if state.db_pool is not None:
         pool = state.db_pool
         metric("db_pool_connections", "gauge", "Open database connections.", [("", pool.get_size())])

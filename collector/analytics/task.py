@@ -23,6 +23,7 @@ from collector.analytics.recompute import RoundResult, run_site_round
 from collector.config import AnalyticsConfig
 from collector.db.partitions import PartitionManager
 from collector.db.writer import TRANSIENT_ERRORS
+from collector.state import AnalyticsState
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ CLOSE_INTERVAL_S = 30.0
 FAILED_SITE_BACKOFF_S = 60.0
 
 _DIRTY_SITES = "SELECT DISTINCT site_id FROM footfall.analytics_dirty"
+_BACKLOG = """
+SELECT site_id, count(*) AS buckets, extract(epoch FROM now() - min(marked_at)) AS oldest_s
+FROM footfall.analytics_dirty GROUP BY site_id
+"""
 _OPEN_SITES = "SELECT DISTINCT site_id FROM footfall.visits WHERE NOT closed"
 
 
@@ -41,11 +46,13 @@ class AnalyticsTask:
         pool: asyncpg.Pool,
         config: AnalyticsConfig = AnalyticsConfig(),
         partitions: PartitionManager | None = None,
+        state: AnalyticsState | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool = pool
         self._config = config
         self._partitions = partitions or PartitionManager()
+        self.state = state or AnalyticsState()
         self._clock = clock
         self._failed_until_s: dict[str, float] = {}
         self._next_close_s = 0.0
@@ -64,7 +71,10 @@ class AnalyticsTask:
     async def tick(self) -> dict[str, RoundResult]:
         """One pass over the sites that need work; returns what each round did."""
         now_s = self._clock()
-        sites = {row[0] for row in await self._pool.fetch(_DIRTY_SITES)}
+        backlog = await self._pool.fetch(_BACKLOG)
+        self.state.backlog_buckets = sum(row["buckets"] for row in backlog)
+        self.state.backlog_oldest_s = float(max((row["oldest_s"] for row in backlog), default=0.0))
+        sites = {row["site_id"] for row in backlog}
         if now_s >= self._next_close_s:
             sites |= {row[0] for row in await self._pool.fetch(_OPEN_SITES)}
             self._next_close_s = now_s + CLOSE_INTERVAL_S
@@ -72,6 +82,7 @@ class AnalyticsTask:
         for site_id in sorted(sites):
             if self._failed_until_s.get(site_id, 0.0) > now_s:
                 continue
+            started_s = time.perf_counter()
             try:
                 result = await run_site_round(
                     self._pool, site_id, self._partitions, now_s, self._config.max_lateness_s
@@ -80,9 +91,13 @@ class AnalyticsTask:
                 raise
             except Exception:
                 log.exception("analytics=failed site=%s retry_in_s=%.0f", site_id, FAILED_SITE_BACKOFF_S)
+                self.state.failures += 1
                 self._failed_until_s[site_id] = now_s + FAILED_SITE_BACKOFF_S
                 continue
+            finally:
+                self.state.seconds_total += time.perf_counter() - started_s
             if result is not None:
+                self.state.rounds += 1
                 results[site_id] = result
                 if result.dirty_buckets:
                     log.debug(

@@ -10,6 +10,7 @@ from collector.analytics.task import AnalyticsTask
 from collector.config import AnalyticsConfig, CollectorConfig, DatabaseConfig, HttpConfig, MqttConfig, RetentionConfig
 from collector.db.retention import enforce_retention
 from collector.service import CollectorService
+from collector.web import render_metrics
 from shared.protocol import Batch, CrossingRow, Crossings, SightingRow, Sightings, encode_body, frame_message
 from shared.simulator import Scenario, ScenarioConfig, two_sensor_shop
 from shared.topics import batch_topic
@@ -102,5 +103,7 @@ async def test_a_crossing_shows_in_footfall_within_seconds_of_its_commit(pool, p
             committed_s = time.monotonic()
             await eventually(lambda: pool.fetchval("SELECT sum(entries) = 1 FROM footfall.footfall"), timeout_s=3.0)
             assert time.monotonic() - committed_s < 3.0  # measured: about 0.5 s with a 0.5 s interval
+            metrics = render_metrics(service.state)
+            assert service.state.analytics.rounds >= 1 and "footfall_collector_analytics_backlog_buckets" in metrics
         finally:
             publisher.close()
