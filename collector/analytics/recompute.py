@@ -28,19 +28,27 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from collector.analytics.devices import DeviceSighting
 from collector.analytics.footfall import BUCKET_S, FootfallRow, VisitSummary, bucket_of, footfall_rows
 from collector.analytics.identity import EpochIdentity, MacHour
-from collector.analytics.presence import PresenceConfig, devices_present, presence_intervals
-from collector.analytics.sessions import MAX_VISIT_S, SessionConfig, Visit, local_day, returning_flags, sessionise
-from collector.analytics.stationary import StationaryConfig
-from collector.analytics.zones import WHOLE_SITE, Zone, ZoneMap, moments
+from collector.analytics.presence import devices_present, presence_intervals
+from collector.analytics.sessions import MAX_VISIT_S, Visit, returning_flags, sessionise
+from collector.analytics.settings import SiteSettings
+from collector.analytics.spans import (
+    Span,
+    bucket_ranges,
+    buckets_around,
+    local_days,
+    local_midnights,
+    merge_spans,
+    seconds,
+    utc,
+)
+from collector.analytics.zones import WHOLE_SITE, moments
 from collector.db.partitions import FOOTFALL, TRAJECTORY, VISITS, PartitionedTable, PartitionManager, epoch_days
 
 log = logging.getLogger(__name__)
@@ -49,10 +57,6 @@ log = logging.getLogger(__name__)
 SITE_LOCK_CLASS = 0x666F_0006
 #: Longest sighting window we expect; widens the presence margin so no bridge is missed.
 MAX_WINDOW_S = 60
-#: Steps of the devices-present average, seconds.
-PRESENCE_RESOLUTION_S = 60
-
-Span = tuple[int, int]
 
 
 class MissingPartitions(Exception):
@@ -61,38 +65,6 @@ class MissingPartitions(Exception):
     def __init__(self, needed: dict[PartitionedTable, set[int]]) -> None:
         super().__init__(", ".join(f"{table.table}: {len(days)} days" for table, days in needed.items()))
         self.needed = needed
-
-
-@dataclass(frozen=True)
-class SiteSettings:
-    """A site's time zone, zones and thresholds (``sites`` and ``zones``)."""
-
-    site_id: str
-    time_zone: ZoneInfo
-    zones: ZoneMap
-    session: SessionConfig
-    presence: PresenceConfig
-    stationary: StationaryConfig
-
-    @classmethod
-    async def load(cls, connection: asyncpg.Connection, site_id: str) -> SiteSettings:
-        site = await connection.fetchrow("SELECT * FROM footfall.sites WHERE site_id = $1", site_id)
-        zones = await connection.fetch(
-            "SELECT zone_id, device_id, rssi_min_dbm, rssi_max_dbm FROM footfall.zones WHERE site_id = $1", site_id
-        )
-        return cls(
-            site_id=site_id,
-            time_zone=ZoneInfo(site["time_zone"]),
-            zones=ZoneMap((Zone(*zone) for zone in zones), site["passerby_rssi_dbm"]),
-            session=SessionConfig(site["visit_gap_s"], site["visitor_rssi_dbm"], site["visitor_min_dwell_s"]),
-            presence=PresenceConfig(
-                bucket_s=BUCKET_S,
-                band_dbm=site["visitor_rssi_dbm"],
-                gap_s=site["presence_gap_s"],
-                resolution_s=PRESENCE_RESOLUTION_S,
-            ),
-            stationary=StationaryConfig(site["stationary_min_hours"]),
-        )
 
 
 @dataclass
@@ -228,55 +200,6 @@ FOOTFALL_COLUMNS = (
     "site_id", "zone_id", "bucket_start", "bucket_seconds", "entries", "exits", "passersby", "visitors",
     "new_visitors", "returning_visitors", "devices_present", "dwell_median_s", "capture_rate",
 )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- small helpers
-
-
-def utc(epoch_s: float) -> datetime:
-    return datetime.fromtimestamp(epoch_s, timezone.utc)
-
-
-def seconds(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
-def merge_spans(spans: Iterable[Span], slack_s: int = 0) -> list[Span]:
-    """Closed spans joined where they overlap, touch, or lie less than ``slack_s`` apart; in order."""
-    merged: list[Span] = []
-    for lo, hi in sorted(spans):
-        if merged and lo <= merged[-1][1] + max(slack_s - 1, 0):
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def bucket_ranges(buckets: Iterable[int]) -> list[Span]:
-    """Consecutive bucket starts as half-open ranges [first, last + BUCKET_S)."""
-    return merge_spans((bucket, bucket + BUCKET_S) for bucket in buckets)
-
-
-def buckets_around(lo_s: int, hi_s: int, margin_s: int) -> set[int]:
-    return set(range(bucket_of(lo_s - margin_s), bucket_of(hi_s + margin_s) + 1, BUCKET_S))
-
-
-def local_days(started_s: int, ended_s: int, time_zone: ZoneInfo) -> list[date]:
-    first, last = local_day(started_s, time_zone), local_day(ended_s, time_zone)
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
-
-
-def local_midnights(lo_s: int, hi_s: int, time_zone: ZoneInfo) -> list[tuple[int, int, date]]:
-    """[lo_s, hi_s) cut at the site's local midnights: (start, end, local day) pieces."""
-    pieces = []
-    start_s = lo_s
-    while start_s < hi_s:
-        day = local_day(start_s, time_zone)
-        next_midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), time_zone)
-        end_s = min(hi_s, int(next_midnight.timestamp()))
-        pieces.append((start_s, end_s, day))
-        start_s = end_s
-    return pieces
 
 
 # --------------------------------------------------------------------------- the round
