@@ -122,6 +122,9 @@ async def test_every_example_query_of_the_data_model_returns_the_truth(pool: asy
         rows = await run(pool, examples[name])
         check(rows, truth)
 
+    later = await pool.fetch("SELECT DISTINCT segment FROM footfall.visit_frequency(now() + interval '40 days')")
+    assert [r["segment"] for r in later] == ["lapsed"]  # nobody came in the 28 days before then
+
     before = await store.tables()
     await run(pool, examples["rebuild"])
     assert await pool.fetchval("SELECT count(*) FROM footfall.analytics_dirty") > 0
