@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from collector.db.migrate import apply_migrations
 from shared.devstack import Broker, ExternalPostgres, ThrowawayPostgres, start_broker
 from tests.realdata import real_data_dir
 
@@ -62,3 +64,21 @@ def real_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not found at {path}; set FOOTFALL_REAL_DATA")
     return path
+
+
+async def open_migrated_pool(dsn: str) -> asyncpg.Pool:
+    """A connection pool on ``dsn`` with the collector's schema migrations applied."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    async with pool.acquire() as connection:
+        await apply_migrations(connection)
+    return pool
+
+
+@pytest.fixture
+async def db(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh, migrated database."""
+    pool = await open_migrated_pool(pg_dsn)
+    try:
+        yield pool
+    finally:
+        await pool.close()

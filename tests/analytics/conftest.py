@@ -8,19 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
-from collector.db.migrate import apply_migrations
+from tests.conftest import open_migrated_pool
 
 
 @pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on a fresh, migrated database."""
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
-    async with pool.acquire() as connection:
-        await apply_migrations(connection)
-    try:
-        yield pool
-    finally:
-        await pool.close()
+def pool(db: asyncpg.Pool) -> asyncpg.Pool:
+    """A pool on a fresh, migrated database (the shared ``db`` fixture, under the analytics tests' name)."""
+    return db
 
 
 @pytest.fixture
@@ -30,9 +24,7 @@ async def fresh_pool(pg_server) -> AsyncIterator[Callable[[], Awaitable[asyncpg.
 
     async def make() -> asyncpg.Pool:
         name = f"footfall_run_{len(made)}_{random.randrange(1 << 30)}"
-        pool = await asyncpg.create_pool(pg_server.create_database(name), min_size=1, max_size=4)
-        async with pool.acquire() as connection:
-            await apply_migrations(connection)
+        pool = await open_migrated_pool(pg_server.create_database(name))
         made.append((name, pool))
         return pool
 

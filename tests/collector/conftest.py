@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from collector.config import CollectorConfig, DatabaseConfig, HttpConfig, IngestConfig, MqttConfig
-from collector.db.migrate import apply_migrations
 from shared.devstack import Broker
 from shared.signing import DeviceSigner
 from tests.collector.collector_helpers import ACK_TOPIC, MqttTestClient, enroll
-
-
-@pytest.fixture
-async def db(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on a fresh, migrated database."""
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
-    async with pool.acquire() as connection:
-        await apply_migrations(connection)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture
