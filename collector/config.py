@@ -131,11 +131,18 @@ class AnalyticsConfig:
     enabled: bool = True
     #: How often dirty buckets are looked for, seconds: how soon new rows show in footfall.
     interval_s: float = 1.0
+    #: At most this share of wall time goes to analytics rounds: after a round of T seconds the
+    #: next waits at least T * (1 - share) / share. Quiet rounds take milliseconds, so new rows
+    #: still show within ``interval_s``; under an ingest burst the rounds grow and space out,
+    #: queued buckets coalesce, and ingest keeps the CPU.
+    max_busy_share: float = 0.25
     #: A device further behind than this no longer holds its site's visits open, seconds.
     max_lateness_s: float = 3_600.0
 
     def __post_init__(self) -> None:
         _positive(self.interval_s, "analytics.interval_s")
+        if not 0 < self.max_busy_share <= 1:
+            raise ValueError("analytics.max_busy_share must be in (0, 1], e.g. 0.25 for a quarter of the time")
         if self.max_lateness_s < 0:
             raise ValueError("analytics.max_lateness_s must not be negative")
 

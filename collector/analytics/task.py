@@ -38,6 +38,17 @@ FROM footfall.analytics_dirty GROUP BY site_id
 _OPEN_SITES = "SELECT DISTINCT site_id FROM footfall.visits WHERE NOT closed"
 
 
+def pause_after_round_s(round_s: float, config: AnalyticsConfig) -> float:
+    """How long to wait after a round of ``round_s`` seconds: keeps analytics within ``max_busy_share``.
+
+    A round recomputes whole buckets, so under a burst each one grows; spacing
+    them out lets queued buckets coalesce instead of being recomputed again
+    and again while ingest waits for the CPU.
+    """
+    share = config.max_busy_share
+    return max(config.interval_s, round_s * (1 - share) / share)
+
+
 class AnalyticsTask:
     """Runs analytics rounds against ``pool`` until stopped."""
 
@@ -59,12 +70,14 @@ class AnalyticsTask:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            started_s = time.perf_counter()
             try:
                 await self.tick()
             except TRANSIENT_ERRORS as error:
                 log.warning("analytics=waiting error=%s", type(error).__name__)
+            pause_s = pause_after_round_s(time.perf_counter() - started_s, self._config)
             try:
-                await asyncio.wait_for(stop.wait(), self._config.interval_s)
+                await asyncio.wait_for(stop.wait(), pause_s)
             except TimeoutError:
                 pass
 

@@ -6,7 +6,9 @@ import asyncio
 import time
 from datetime import date, datetime, timezone
 
-from collector.analytics.task import AnalyticsTask
+import pytest
+
+from collector.analytics.task import AnalyticsTask, pause_after_round_s
 from collector.config import AnalyticsConfig, CollectorConfig, DatabaseConfig, HttpConfig, MqttConfig, RetentionConfig
 from collector.db.retention import enforce_retention
 from collector.service import CollectorService
@@ -76,6 +78,16 @@ async def test_two_collectors_running_analytics_at_once_produce_the_tables_of_on
         await asyncio.gather(store.analytics.tick(), other.tick(), store.analytics.tick())
     await store.analytics.drain()
     assert await store.tables() == await run_tables(fresh_pool, scenario.layout, batches, analytics_every=6)
+
+
+def test_analytics_rounds_space_out_under_a_burst_and_keep_to_their_share_of_time():
+    config = AnalyticsConfig(interval_s=1.0, max_busy_share=0.25)
+    assert pause_after_round_s(0.005, config) == 1.0  # quiet: new rows show within the interval
+    long_round_s = 2.0
+    pause_s = pause_after_round_s(long_round_s, config)
+    assert pause_s == pytest.approx(6.0)
+    assert long_round_s / (long_round_s + pause_s) == pytest.approx(0.25)
+    assert pause_after_round_s(long_round_s, AnalyticsConfig(max_busy_share=1.0)) == 1.0
 
 
 async def test_a_crossing_shows_in_footfall_within_seconds_of_its_commit(pool, pg_dsn, broker):

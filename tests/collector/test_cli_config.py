@@ -31,6 +31,7 @@ def test_environment_overrides_the_dsn(tmp_path: Path) -> None:
         ("mqtt:\n  receive_maximum: 0\n", "receive_maximum"),
         ("mqtt:\n  shared_group: 'a/b'\n", "shared_group"),
         ("ingest:\n  flush_max_messages: many\n", "whole number"),
+        ("analytics:\n  max_busy_share: 0\n", "analytics.max_busy_share"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
