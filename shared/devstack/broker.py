@@ -15,14 +15,13 @@ import signal
 import sys
 import tempfile
 import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import ClassVar, Protocol
 
-from shared.devstack.ports import LOOPBACK, free_port, port_accepts, wait_until
-from shared.devstack.processes import ServiceProcess, log_tail
+from shared.devstack.lifecycle import ManagedService
+from shared.devstack.ports import port_accepts
+from shared.devstack.processes import ServiceProcess
 
 log = logging.getLogger(__name__)
 
@@ -51,106 +50,34 @@ class Broker(Protocol):
     def close(self) -> None: ...
 
 
-class _BrokerProcess:
-    """Lifecycle shared by both brokers: state directory, port, process, log."""
+class _BrokerProcess(ManagedService):
+    """What both brokers share beyond the lifecycle: a state directory, the log, launch from an argv."""
 
-    name: ClassVar[str]
+    start_error = BrokerStartError
     survives_restart: ClassVar[bool]
     mqtt5: ClassVar[bool]
     shared_subscriptions: ClassVar[bool]
 
     def __init__(self, state_dir: Path | str | None, port: int | None, startup_timeout_s: float) -> None:
-        self.host = LOOPBACK
-        self.startup_timeout_s = startup_timeout_s
-        self._port = port
-        self._port_is_ours = port is None
-        self._process: ServiceProcess | None = None
+        super().__init__(port, startup_timeout_s)
         if state_dir is None:
-            path = Path(tempfile.mkdtemp(prefix=f"footfall-{self.name}-"))
-            self._remove_dir = weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
-            self.state_dir = path
+            self.state_dir = Path(tempfile.mkdtemp(prefix=f"footfall-{self.name}-"))
+            self._own_temporary_dir(self.state_dir)
         else:
-            self._remove_dir = None
             self.state_dir = Path(state_dir).absolute()
             self.state_dir.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError(f"the {self.name} broker has not been started yet")
-        return self._port
 
     @property
     def log_path(self) -> Path:
         return self.state_dir / f"{self.name}.log"
 
-    def start(self) -> _BrokerProcess:
-        """Start and wait until the port accepts connections."""
-        if self.is_running():
-            raise RuntimeError(f"{self.name} is already running on port {self.port}")
-        self.kill()  # reap a broker that died on its own
-        attempts = 3 if self._port_is_ours else 1
-        for attempt in range(1, attempts + 1):
-            if self._port is None:
-                self._port = free_port()
-            try:
-                self._launch()
-                break
-            except BrokerStartError as error:
-                # Someone took the free port between our probe and the bind.
-                if attempt == attempts or "address already in use" not in str(error).lower():
-                    raise
-                self._port = None
-        # Restarts keep the port: clients reconnect to the same address.
-        self._port_is_ours = False
-        return self
-
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM and wait; the broker saves its state on the way out."""
-        if self._process is not None:
-            self._process.stop(signal.SIGTERM, timeout_s)
-            self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, losing whatever the broker had not saved yet."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
-    def restart(self) -> None:
-        """Stop if running, then start on the same port and state directory."""
-        self.stop()
-        self.start()
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running()
-
-    def close(self) -> None:
-        """Stop the broker and remove the temporary state directory, if we made it."""
-        try:
-            self.stop()
-        finally:
-            self.kill()
-            if self._remove_dir is not None:
-                self._remove_dir()
-
-    def __enter__(self) -> _BrokerProcess:
-        if not self.is_running():
-            self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self._stop_with(signal.SIGTERM, timeout_s)
 
     def _launch(self) -> None:
         self._process = ServiceProcess(self._argv(), self.log_path, cwd=self.state_dir)
-        try:
-            wait_until(lambda: port_accepts(self.host, self.port), self._process.popen, self.startup_timeout_s, self.name)
-        except (RuntimeError, TimeoutError) as error:
-            self.kill()
-            raise BrokerStartError(f"{error}; {self.log_path} ends with:\n{log_tail(self.log_path)}") from None
+        self._wait_until_serving(lambda: port_accepts(self.host, self.port))
         log.info("%s broker listening on %s:%d, state in %s", self.name, self.host, self.port, self.state_dir)
 
     def _argv(self) -> list[str]:

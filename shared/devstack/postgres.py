@@ -18,15 +18,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.devstack.ports import LOOPBACK, free_port, wait_until
-from shared.devstack.processes import ServiceProcess, log_tail, run_as
+from shared.devstack.lifecycle import ManagedService
+from shared.devstack.ports import LOOPBACK
+from shared.devstack.processes import ServiceProcess, run_as
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ class _Server:
         self.execute(f"DROP DATABASE IF EXISTS {_quote_database(name)} WITH (FORCE)")
 
 
-class ThrowawayPostgres(_Server):
+class ThrowawayPostgres(_Server, ManagedService):
     """A PostgreSQL server on 127.0.0.1 with trust auth, owned by this object.
 
     `data_dir` may name an existing cluster to reuse (the demo keeps one);
@@ -152,6 +151,9 @@ class ThrowawayPostgres(_Server):
     `close()`. A given `data_dir` must have parents the server user can
     traverse. `durable=False` trades crash safety for speed.
     """
+
+    name = "PostgreSQL"
+    start_error = PostgresStartError
 
     def __init__(
         self,
@@ -163,35 +165,21 @@ class ThrowawayPostgres(_Server):
         settings: Mapping[str, str] | None = None,
         startup_timeout_s: float = 60.0,
     ) -> None:
+        super().__init__(port, startup_timeout_s)
         self.durable = durable
         self.bindir = bindir or find_bindir()
-        self.startup_timeout_s = startup_timeout_s
         self._settings = {**({} if durable else NOT_DURABLE_SETTINGS), **(settings or {})}
-        self._port = port
-        self._port_is_ours = port is None
         self._user = _unprivileged_user()
-        self._process: ServiceProcess | None = None
         if data_dir is None:
             # /tmp, not $TMPDIR: the server user must be able to reach it.
             base = Path(tempfile.mkdtemp(prefix="footfall-pg-", dir="/tmp" if self._user else None))
             base.chmod(0o755)
-            self._remove_base = weakref.finalize(self, shutil.rmtree, base, ignore_errors=True)
+            self._own_temporary_dir(base)
             self.data_dir = base / "data"
         else:
-            self._remove_base = None
             self.data_dir = Path(data_dir).absolute()
 
     # -- addresses ---------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the server has not been started yet")
-        return self._port
 
     @property
     def dsn(self) -> str:
@@ -205,72 +193,16 @@ class ThrowawayPostgres(_Server):
     def log_path(self) -> Path:
         return self.data_dir / "postgres.log"
 
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self) -> ThrowawayPostgres:
-        """initdb if needed, start the server and wait until it accepts queries."""
-        if self.is_running():
-            raise RuntimeError(f"PostgreSQL is already running on port {self.port}")
-        self.kill()  # reap a server that died on its own
-        self._initdb_if_needed()
-        attempts = 3 if self._port_is_ours else 1
-        for attempt in range(1, attempts + 1):
-            if self._port is None:
-                self._port = free_port()
-            try:
-                self._launch()
-                break
-            except PostgresStartError as error:
-                # Someone took the free port between our probe and the bind.
-                if attempt == attempts or "Address already in use" not in str(error):
-                    raise
-                self._port = None
-        # Restarts keep the port: clients reconnect to the same DSN.
-        self._port_is_ours = False
-        return self
+    # -- lifecycle (the rest is ManagedService's) --------------------------
 
     def stop(self, mode: StopMode = "fast", timeout_s: float = 30.0) -> None:
         """Shut down (`fast` rolls back open transactions; `immediate` skips the checkpoint)."""
-        if self._process is not None:
-            self._process.stop(_STOP_SIGNALS[mode], timeout_s)
-            self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its backends at once, like a power cut."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
-    def restart(self) -> None:
-        """Stop if running, then start on the same port and data directory."""
-        self.stop()
-        self.start()
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running()
-
-    def close(self) -> None:
-        """Stop the server and remove the temporary directory, if we made it."""
-        try:
-            self.stop()
-        finally:
-            self.kill()
-            if self._remove_base is not None:
-                self._remove_base()
-
-    def __enter__(self) -> ThrowawayPostgres:
-        if not self.is_running():
-            self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        self._stop_with(_STOP_SIGNALS[mode], timeout_s)
 
     # -- internals ---------------------------------------------------------
 
-    def _initdb_if_needed(self) -> None:
+    def _prepare(self) -> None:
+        """initdb, unless the data directory holds a cluster already."""
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -295,11 +227,7 @@ class ThrowawayPostgres(_Server):
         for name, value in self._settings.items():
             argv += ["-c", f"{name}={value}"]
         self._process = ServiceProcess(argv, self.log_path, user=self._user, cwd=self.data_dir)
-        try:
-            wait_until(self._accepts_queries, self._process.popen, self.startup_timeout_s, "postgres")
-        except (RuntimeError, TimeoutError) as error:
-            self.kill()
-            raise PostgresStartError(f"{error}; {self.log_path} ends with:\n{log_tail(self.log_path)}") from None
+        self._wait_until_serving(self._accepts_queries)
         log.info("PostgreSQL (%s) running at %s, data in %s", self.bindir, self.dsn, self.data_dir)
 
     def _accepts_queries(self) -> bool:
