@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from shared.config import ConfigError, load_config
 from shared.protocol import MAX_MESSAGE_BYTES
@@ -49,6 +50,10 @@ class MqttConfig:
     port: int = 1883
     #: Must be stable across restarts: the broker keeps the session (and queued messages) under this ID.
     client_id: str = "footfall-collector"
+    #: MQTT version spoken: 5, or "3.1.1" for a broker without MQTT 5 (the amqtt fallback of the demo).
+    #: Under 3.1.1 the session never expires (clean_session=false) and the broker's own in-flight
+    #: limit replaces receive_maximum; session_expiry_s and receive_maximum are MQTT 5 only.
+    version: Literal[5, "3.1.1"] = 5
     #: MQTT 5 shared subscription group so several collectors split the batches; None = plain subscription.
     shared_group: str | None = None
     #: Most unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum): flow control.
@@ -80,6 +85,8 @@ class MqttConfig:
             raise ValueError("mqtt.client_id must not be empty")
         if self.shared_group is not None and not is_valid_id(self.shared_group):
             raise ValueError("mqtt.shared_group must be 1-64 characters from A-Z a-z 0-9 _ -")
+        if self.shared_group is not None and self.version != 5:
+            raise ValueError("mqtt.shared_group needs MQTT 5 shared subscriptions; set mqtt.version: 5")
         for key in ("keepalive_s", "session_expiry_s", "reconnect_min_s", "reconnect_max_s"):
             _positive(getattr(self, key), f"mqtt.{key}")
         if self.reconnect_max_s < self.reconnect_min_s:

@@ -15,7 +15,8 @@ Connection states (:class:`~collector.state.ConnectionState`)::
 What happens to a message if the connection drops:
 
 * not yet committed — it stays unacknowledged in the broker's persistent
-  session (``clean_start=False`` + session expiry) and is redelivered after
+  session (MQTT 5 ``clean_start=False`` + session expiry; 3.1.1
+  ``clean_session=False``, see ``MqttConfig.version``) and is redelivered after
   the reconnect; the first copy still gets committed, the second is counted
   as a duplicate.
 * committed but not yet acked — its ack is *not* sent on the new connection
@@ -101,6 +102,7 @@ class MqttConsumer:
         self._deliver = deliver
         self._on_state = on_state
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._mqtt5 = config.version == 5
         self._connection = 0
         self._connected_at_s = time.monotonic()
         self._connection_lock = threading.Lock()
@@ -114,17 +116,20 @@ class MqttConsumer:
 
     def start(self) -> None:
         """Connect in the background; returns at once (state goes CONNECTING → CONNECTED)."""
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self._config.session_expiry_s
-        properties.ReceiveMaximum = self._config.receive_maximum
         self._client.reconnect_delay_set(0, 0)  # the first attempt is immediate; later ones use our backoff
-        self._client.connect_async(
-            self._config.host,
-            self._config.port,
-            keepalive=self._config.keepalive_s,
-            clean_start=False,
-            properties=properties,
-        )
+        if self._mqtt5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self._config.session_expiry_s
+            properties.ReceiveMaximum = self._config.receive_maximum
+            self._client.connect_async(
+                self._config.host,
+                self._config.port,
+                keepalive=self._config.keepalive_s,
+                clean_start=False,
+                properties=properties,
+            )
+        else:  # the persistent session was asked for when the client was made (clean_session=False)
+            self._client.connect_async(self._config.host, self._config.port, keepalive=self._config.keepalive_s)
         self._set_state(ConnectionState.CONNECTING)
         self._client.loop_start()
 
@@ -172,11 +177,12 @@ class MqttConsumer:
     # ------------------------------------------------------------------ paho thread
 
     def _make_client(self) -> mqtt.Client:
+        # MQTT 5 asks for the persistent session at CONNECT (clean_start=False), 3.1.1 here.
+        version: dict[str, Any] = (
+            {"protocol": mqtt.MQTTv5} if self._mqtt5 else {"protocol": mqtt.MQTTv311, "clean_session": False}
+        )
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self._config.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self._config.client_id, manual_ack=True, **version
         )
         if self._config.tls:
             client.tls_set(
@@ -207,10 +213,13 @@ class MqttConsumer:
         self._connected_at_s = time.monotonic()
         self._backoff.reset()
         batches = shared_subscription(BATCH_SUBSCRIPTION, self._config.shared_group)
-        # retainHandling=1: retained statuses only on a new subscription, not on every session resume.
-        client.subscribe(
-            [(batches, SubscribeOptions(qos=1)), (STATUS_SUBSCRIPTION, SubscribeOptions(qos=1, retainHandling=1))]
-        )
+        if self._mqtt5:
+            # retainHandling=1: retained statuses only on a new subscription, not on every session resume.
+            client.subscribe(
+                [(batches, SubscribeOptions(qos=1)), (STATUS_SUBSCRIPTION, SubscribeOptions(qos=1, retainHandling=1))]
+            )
+        else:  # retained statuses come again on each resume; ingest dates a device's clock only by live ones
+            client.subscribe([(batches, 1), (STATUS_SUBSCRIPTION, 1)])
         log.info(
             "mqtt=connected host=%s port=%d session_present=%s subscription=%s",
             self._config.host, self._config.port, _flags.session_present, batches,

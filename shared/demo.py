@@ -138,7 +138,7 @@ def run_demo(workdir: Path) -> int:
     step("starting a throwaway PostgreSQL and an MQTT broker")
     with ThrowawayPostgres(durable=False) as postgres, start_broker() as broker:
         dsn = postgres.create_database("footfall")
-        system = LocalSystem(workdir, dsn, broker.host, broker.port)
+        system = LocalSystem(workdir, dsn, broker.host, broker.port, broker_speaks_mqtt5=broker.mqtt5)
         try:
             step("collector: migrate, add the site, enroll the device's public key")
             system.migrate()

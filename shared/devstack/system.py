@@ -106,6 +106,8 @@ class LocalSystem:
     dsn: str
     broker_host: str
     broker_port: int
+    #: False for the amqtt fallback: collectors then speak MQTT 3.1.1 (mqtt.version).
+    broker_speaks_mqtt5: bool = True
     collectors: list[CollectorProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -120,7 +122,12 @@ class LocalSystem:
         http_port = free_port()
         config: dict[str, Any] = {
             "database": {"dsn": self.dsn},
-            "mqtt": {"host": self.broker_host, "port": self.broker_port, "client_id": f"footfall-{name}"},
+            "mqtt": {
+                "host": self.broker_host,
+                "port": self.broker_port,
+                "client_id": f"footfall-{name}",
+                "version": 5 if self.broker_speaks_mqtt5 else "3.1.1",
+            },
             "http": {"host": LOOPBACK, "port": http_port},
         }
         for section, values in sections.items():

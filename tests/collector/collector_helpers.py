@@ -96,12 +96,12 @@ async def enroll(pool: asyncpg.Pool, signer: DeviceSigner, site_id: str = SITE, 
 
 
 class MqttTestClient:
-    """A plain MQTT 5 client for tests: publish QoS 1 and collect messages of subscribed topics."""
+    """A plain MQTT client (5 unless told otherwise) for tests: publish QoS 1 and collect messages of subscribed topics."""
 
-    def __init__(self, host: str, port: int, client_id: str = "") -> None:
+    def __init__(self, host: str, port: int, client_id: str = "", protocol: int = mqtt.MQTTv5) -> None:
         self.messages: dict[str, list[bytes]] = {}
         self._cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         self.client.on_message = self._on_message
         self.client.connect(host, port)
         self.client.loop_start()

@@ -48,7 +48,7 @@ def batches_assigned(state_dir: Path) -> int:
 
 @pytest.fixture
 def system(tmp_path: Path, pg_dsn: str, broker: Broker) -> Iterator[LocalSystem]:
-    local = LocalSystem(tmp_path, pg_dsn, broker.host, broker.port)
+    local = LocalSystem(tmp_path, pg_dsn, broker.host, broker.port, broker_speaks_mqtt5=broker.mqtt5)
     local.migrate()
     local.add_site("lab", "Europe/Prague", name="Brno lab")
     try:
