@@ -1,15 +1,17 @@
 """``footfall demo``: the whole system on this machine in under two minutes.
 
 Starts a throwaway PostgreSQL and an MQTT broker, migrates the schema, adds a
-site, makes a device's keys and enrolls them, starts a real collector
+site, makes two devices' keys and enrolls them, starts a real collector
 process, replays a real capture (or a synthetic one when ``../shared/data``
-is absent) through a real agent process, and prints what the tables say.
+is absent) through one real agent process and a real door video through
+another, and prints what the tables say.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +29,13 @@ from shared.devstack.system import LocalSystem
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CAPTURE = "wifi/brno/2022-11-22_position_1.pcap"
 SITE_ID, DEVICE_ID, TIME_ZONE = "brno-lab", "sniffer-1", "Europe/Prague"
+DEMO_VIDEO = "video/femb_peopleCounter.avi"
+DOOR_ID = "door-1"
+#: The femb door's installation settings: line across the middle, in = walking down the picture.
+DOOR_CAMERA = {
+    "line": {"id": "door", "points": [[0.0, 0.5], [1.0, 0.5]], "in_side": "bottom"},
+    "person": {"width_frac": 0.11, "height_frac": 0.2},
+}
 
 
 def real_data_dir() -> Path:
@@ -48,6 +57,15 @@ def choose_capture(workdir: Path) -> tuple[Path, str]:
     return synthetic, f"synthetic capture (no real data at {real.parent.parent})"
 
 
+def labelled_door_counts() -> dict[str, int] | None:
+    """The hand-labelled in/out counts of the demo video, or None when the video is absent."""
+    video = real_data_dir() / DEMO_VIDEO
+    if not video.is_file():
+        return None
+    labels = json.loads((video.parent / "labels.json").read_text())[video.name]["counts"]
+    return {"in": labels["down"], "out": labels["up"]}
+
+
 def capture_facts(capture: Path) -> tuple[int, dt.date]:
     """Frames in the capture and the UTC day of its first frame (for the pseudonym key)."""
     frames, first_s = 0, None
@@ -58,7 +76,7 @@ def capture_facts(capture: Path) -> tuple[int, dt.date]:
     return frames, day
 
 
-async def summarise(dsn: str, time_zone: str, capture_frames: int) -> str:
+async def summarise(dsn: str, time_zone: str, capture_frames: int, door_labels: dict[str, int] | None) -> str:
     connection = await asyncpg.connect(dsn)
     try:
         batches = await connection.fetchrow("SELECT count(*) AS n, coalesce(sum(sightings), 0) AS s FROM footfall.ingest_batches")
@@ -76,7 +94,12 @@ async def summarise(dsn: str, time_zone: str, capture_frames: int) -> str:
                FROM footfall.wifi_sightings GROUP BY 1 ORDER BY 1""",
             time_zone,
         )
-        device = await connection.fetchrow("SELECT acked_seq, last_seen_at FROM footfall.devices")
+        device = await connection.fetchrow(
+            "SELECT acked_seq, last_seen_at FROM footfall.devices WHERE device_id = $1", DEVICE_ID
+        )
+        crossings = dict(
+            await connection.fetch("SELECT direction, count(*) FROM footfall.door_crossings GROUP BY direction")
+        )
         await wait_for_analytics(connection)
         linked = await connection.fetchval(
             "SELECT count(DISTINCT coalesce(cluster, pseudonym)) FROM footfall.wifi_sightings"
@@ -87,7 +110,7 @@ async def summarise(dsn: str, time_zone: str, capture_frames: int) -> str:
                FROM footfall.visits"""
         )
         footfall = await connection.fetch(
-            """SELECT local_hour, devices_present, devices_present_peak, visitors, passersby
+            """SELECT local_hour, devices_present, devices_present_peak, visitors, passersby, entries, exits
                FROM footfall.footfall_hourly WHERE zone_id = '*' ORDER BY hour_start"""
         )
     finally:
@@ -111,13 +134,20 @@ async def summarise(dsn: str, time_zone: str, capture_frames: int) -> str:
         "",
         f"analytics: {totals['pseudonyms']:,} MAC pseudonyms linked on the device into {linked:,} devices; "
         f"{visits['n']:,} visits, {visits['visitors']:,} of them visitors{dwell}",
-        f"footfall_hourly ({time_zone})   devices present (mean / peak)   visitors   passers-by",
+        f"footfall_hourly ({time_zone})   devices present (mean / peak)   visitors   passers-by   entries   exits",
     ]
     for row in footfall:
         lines.append(
             f"  {row['local_hour']:%Y-%m-%d %H:00}   {row['devices_present']:>14.1f} / {row['devices_present_peak']:<8.1f}"
-            f"   {row['visitors']:>8,}   {row['passersby']:>10,}"
+            f"   {row['visitors']:>8,}   {row['passersby']:>10,}   {row['entries']:>7,}   {row['exits']:>5,}"
         )
+    if door_labels is not None:
+        lines += [
+            "",
+            f"door_crossings   in {crossings.get('in', 0)} (hand label {door_labels['in']}),"
+            f" out {crossings.get('out', 0)} (hand label {door_labels['out']})"
+            " — the door video's crossings, timed as if it had just been recorded",
+        ]
     return "\n".join(lines)
 
 
@@ -151,8 +181,19 @@ def run_demo(workdir: Path) -> int:
             if replay.returncode != 0:
                 print("the agent did not get every batch acknowledged; see the log lines above", file=sys.stderr)
                 return 1
+            door_labels = labelled_door_counts()
+            if door_labels is None:
+                step(f"no door video at {real_data_dir() / DEMO_VIDEO}; skipping the camera")
+            else:
+                step(f"counting the door video {DEMO_VIDEO} through a second agent (camera)")
+                door = system.provision_device(SITE_ID, DOOR_ID, day.isoformat(), camera=DOOR_CAMERA)
+                video = real_data_dir() / DEMO_VIDEO
+                replay = subprocess.run(system.agent_replay_command(door, video, wait_acked_s=60, kind="video"))
+                if replay.returncode != 0:
+                    print("the door agent did not get every batch acknowledged; see the log above", file=sys.stderr)
+                    return 1
             step("what the tables now say")
-            print(asyncio.run(summarise(dsn, TIME_ZONE, frames)))
+            print(asyncio.run(summarise(dsn, TIME_ZONE, frames, door_labels)))
         finally:
             system.close()
     step(f"done in {time.monotonic() - started:.0f} s; configs and logs are in {workdir}")

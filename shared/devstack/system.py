@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -180,10 +180,19 @@ class LocalSystem:
         self.collector_cli("device", "enroll", site_id, device_id, f"--public-key={public_key}", "--dsn", self.dsn)
         return config_path
 
-    def agent_replay_command(self, config_path: Path, capture: Path, speed: str = "max", wait_acked_s: float = 120) -> list[str]:
+    def agent_replay_command(
+        self,
+        config_path: Path,
+        recording: Path,
+        speed: str = "max",
+        wait_acked_s: float = 120,
+        *,
+        kind: Literal["pcap", "video"] = "pcap",
+    ) -> list[str]:
+        """``footfall-agent replay`` of a capture (``kind="pcap"``) or a door video (``kind="video"``)."""
         return [
             sys.executable, "-m", "edge_agent", "--config", str(config_path), "replay",
-            "--pcap", str(capture), "--speed", speed, "--wait-acked-s", str(wait_acked_s),
+            f"--{kind}", str(recording), "--speed", speed, "--wait-acked-s", str(wait_acked_s),
         ]  # fmt: skip
 
     def agent_loadgen_command(
