@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/wifi_edge.py
 	$(PY) bench/camera.py
 	$(PY) bench/ingest.py
+	$(PY) bench/agent_memory.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache *.egg-info
