@@ -2,16 +2,18 @@
 
 Rival counters double count when a box jitters on the line or a track is
 handed to a new id, and never count lines near the frame edge. Here a track
-must be seen clearly on one side (outside the hysteresis band), then clearly
-on the other for a moment (a blob that jumps across and back when two
-people merge and part is not a crossing), having moved at least
-``min_travel_px`` across; each track
-counts at most once per direction; and a track that disappears through the
-frame edge just after the line counts even though the band is cut off by the
-edge. One person whose blob broke into two tracks (motion blur, a bag, an
-arm) would still count twice, so a count by a freshly born track in the
-same direction, at the same place and moment as another count, is dropped. Positions beyond the ends of a line that stops short of the frame
-forget the side, so walking around the end of a line is not a crossing.
+must be seen clearly on one side (outside the hysteresis band; a track first
+seen inside the band comes from the side it is on unless it is right on the
+line), then clearly on the other for a moment (a blob that jumps across and
+back when two people merge and part is not a crossing), having moved at
+least ``min_travel_px`` across; each track counts at most once per
+direction; and a track that disappears through the frame edge just after the
+line counts even though the band is cut off by the edge. One person whose
+blob broke into two tracks (motion blur, a bag, an arm) would still count
+twice, so a count by a freshly born track in the same direction, at the same
+place and moment as another count, is dropped. Positions beyond the ends of
+a line that stops short of the frame forget the side, so walking around the
+end of a line is not a crossing.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ STAY_S = 0.2
 DUPLICATE_WINDOW_S = 0.35
 #: ... when the second track is a fragment born moments ago; two long-lived tracks are two people.
 YOUNG_TRACK_S = 1.0
-#: At the frame edge a track must still be this share of the half band past the line.
-EDGE_MIN_BAND_SHARE = 0.25
+#: Where nothing clearer can be had (a track leaving at the frame edge, or first seen inside the
+#: band), a position this share of the half band past the line is trusted to be on that side.
+SIDE_MIN_BAND_SHARE = 0.25
 
 
 class LineGeometry:
@@ -117,9 +120,13 @@ class LineCounter:
     def update(self, track_id: int, x: float, y: float, t_s: float) -> CrossingRow | None:
         """Feed one track position; returns a crossing when this position completes one."""
         state = self._tracks.get(track_id)
+        distance, beside = self.geometry.signed_distance(x, y)
         if state is None:
             state = self._tracks[track_id] = _TrackSide(last_t_s=t_s, first_seen_t_s=t_s)
-        distance, beside = self.geometry.signed_distance(x, y)
+            if beside and abs(distance) >= SIDE_MIN_BAND_SHARE * self.half_band_px:
+                # First seen inside the band (in view when counting starts, stepping out of a crowd): the
+                # side they are on is the side they come from. Minimum travel still applies.
+                state.side, state.depth_px = (1 if distance > 0 else -1), abs(distance)
         if not beside:
             state.side, state.depth_px, state.zero_cross_t_s = 0, 0.0, None
         elif state.side and (distance > 0) != (state.last_distance_px > 0):
@@ -150,7 +157,7 @@ class LineCounter:
         if state is None or not state.side:
             return None
         distance = state.last_distance_px
-        if (distance > 0) == (state.side > 0) or abs(distance) < EDGE_MIN_BAND_SHARE * self.half_band_px:
+        if (distance > 0) == (state.side > 0) or abs(distance) < SIDE_MIN_BAND_SHARE * self.half_band_px:
             return None
         if state.depth_px + abs(distance) < self.min_travel_px:
             return None

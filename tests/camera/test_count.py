@@ -49,8 +49,16 @@ def test_back_and_forth_counts_each_direction_at_most_once_per_track():
     assert line_counter.counts == {"in": 1, "out": 1}
 
 
-def test_a_track_that_starts_inside_the_band_has_no_side_to_come_from():
+def test_a_track_that_starts_on_the_line_has_no_side_to_come_from():
     assert feed(counter(), 1, [118, 122, 150, 200]) == []
+
+
+def test_a_track_first_seen_inside_the_band_comes_from_the_side_it_is_on():
+    # Half band 12 px: y=112 is 8 px above the line, inside the band but clearly above it.
+    assert [r.direction for r in feed(counter(), 1, [112, 116, 125, 140, 160])] == ["in"]
+    # Going back the way it came is no crossing, and neither is wandering inside the band.
+    assert feed(counter(), 2, [112, 100, 60]) == []
+    assert feed(counter(), 3, [112, 126, 113, 127]) == []
 
 
 def test_leaving_through_the_frame_edge_just_after_the_line_counts():
