@@ -191,12 +191,44 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The status and footfall page (collector/web/): off until a credential is configured.
+
+    The secrets sit in files (root-only, or systemd credentials) so the config file
+    can be shared; collector/web/auth.py reads them when the service starts.
+    """
+
+    #: A file holding the access token: ``Authorization: Bearer TOKEN``, or TOKEN as a basic-auth password.
+    token_file: Path | None = field(
+        default=None, metadata={"help": "a file with one line of at least 16 characters, e.g. `openssl rand -hex 32`"}
+    )
+    #: Basic-auth user name; its password is the content of ``password_file``.
+    user: str | None = None
+    password_file: Path | None = field(default=None, metadata={"help": "a file holding the basic-auth password"})
+    #: How often the open page fetches fresh figures, seconds.
+    refresh_s: float = 30.0
+    #: A device not heard from for this long is shown offline (agents send a status every 60 s).
+    offline_after_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        if (self.user is None) != (self.password_file is None):
+            raise ValueError("web.user and web.password_file must be set together (basic auth needs both)")
+        _positive(self.refresh_s, "web.refresh_s")
+        _positive(self.offline_after_s, "web.offline_after_s")
+
+    @property
+    def enabled(self) -> bool:
+        return self.token_file is not None or self.user is not None
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
 
@@ -245,6 +277,7 @@ __all__ = [
     "LimitsConfig",
     "MqttConfig",
     "RetentionConfig",
+    "WebConfig",
     "load_collector_config",
     "with_dsn",
 ]

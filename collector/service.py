@@ -167,7 +167,8 @@ class CollectorService:
     # ------------------------------------------------------------------ startup pieces
 
     async def _start_http(self) -> None:
-        self._runner = web.AppRunner(create_app(self.state), access_log=None)
+        app = create_app(self.state, self.config.web, lambda: self._pool)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()

@@ -1,7 +1,8 @@
 """HTTP for operators and orchestrators: liveness, readiness and Prometheus metrics.
 
 Handlers only translate the one :class:`~collector.state.CollectorState` the
-service keeps (stored on the app under :data:`STATE_KEY`) into HTTP.
+service keeps (stored on the app under :data:`STATE_KEY`) into HTTP. These
+routes stay open (no credentials) so probes and scrapers need no secret.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ from aiohttp import web
 from collector.state import CollectorState, Histogram
 
 STATE_KEY = web.AppKey("state", CollectorState)
+PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def create_app(state: CollectorState) -> web.Application:
-    app = web.Application()
+def add_probe_routes(app: web.Application, state: CollectorState) -> None:
     app[STATE_KEY] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    return app
 
 
 def _connections(state: CollectorState) -> dict[str, str]:
