@@ -129,6 +129,7 @@
 
   function renderSite(data) {
     $("site-name").textContent = `${data.site.name} — ${data.today}`;
+    $("site").dataset.now = data.now;
     renderKpis(data.totals);
     renderHourly(data.hourly);
     renderHeatmap(data.heatmap);
