@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/camera.py
 	$(PY) bench/ingest.py
 	$(PY) bench/agent_memory.py
+	$(PY) bench/web_page.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache *.egg-info

@@ -161,6 +161,8 @@
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       updated.className = "muted";
       body.dataset.renders = Number(body.dataset.renders || 0) + 1;
+      // Time from navigation to the first complete drawing (bench/web_page.py reads it).
+      if (!performance.getEntriesByName("footfall-rendered").length) performance.mark("footfall-rendered");
     } catch (error) {
       updated.textContent = `update failed: ${error.message} — retrying`;
       updated.className = "bad";
