@@ -3,17 +3,18 @@
 Rival counters double count when a box jitters on the line or a track is
 handed to a new id, and never count lines near the frame edge. Here a track
 must be seen clearly on one side (outside the hysteresis band; a track first
-seen inside the band comes from the side it is on unless it is right on the
-line), then clearly on the other for a moment (a blob that jumps across and
-back when two people merge and part is not a crossing), having moved at
-least ``min_travel_px`` across; each track counts at most once per
-direction; and a track that disappears through the frame edge just after the
-line counts even though the band is cut off by the edge. One person whose
-blob broke into two tracks (motion blur, a bag, an arm) would still count
-twice, so a count by a freshly born track in the same direction, at the same
-place and moment as another count, is dropped. Positions beyond the ends of
-a line that stops short of the frame forget the side, so walking around the
-end of a line is not a crossing.
+seen inside the band comes from the side of the blob it split off, else from
+the side it is on unless it is right on the line), then clearly on the other
+for a moment (a blob that jumps across and back when two people merge and
+part is not a crossing), having moved at least ``min_travel_px`` across;
+each track counts at most once per direction; and a track that disappears
+through the frame edge just after the line counts even though the band is
+cut off by the edge. One person whose blob broke into two tracks (motion
+blur, a bag, an arm) would still count twice, so a count by a freshly born
+track in the same direction, at the same place and moment as another count,
+is dropped. Positions beyond the ends of a line that stops short of the
+frame forget the side, so walking around the end of a line is not a
+crossing.
 """
 
 from __future__ import annotations
@@ -117,13 +118,23 @@ class LineCounter:
         self._tracks: dict[int, _TrackSide] = {}
         self.counts = {"in": 0, "out": 0}
 
-    def update(self, track_id: int, x: float, y: float, t_s: float) -> CrossingRow | None:
-        """Feed one track position; returns a crossing when this position completes one."""
+    def update(
+        self, track_id: int, x: float, y: float, t_s: float, parent_id: int | None = None
+    ) -> CrossingRow | None:
+        """Feed one track position; returns a crossing when this position completes one.
+
+        ``parent_id`` names the track whose blob this one split from when it was born, if any.
+        """
         state = self._tracks.get(track_id)
         distance, beside = self.geometry.signed_distance(x, y)
         if state is None:
             state = self._tracks[track_id] = _TrackSide(last_t_s=t_s, first_seen_t_s=t_s)
-            if beside and abs(distance) >= SIDE_MIN_BAND_SHARE * self.half_band_px:
+            parent = self._tracks.get(parent_id) if parent_id is not None else None
+            if beside and parent and parent.side and abs(distance) < self.half_band_px:
+                # Split off another track's blob inside the band (a head and shoulders parting from a
+                # body): it was where that blob was, which says more than a position on the line.
+                state.side, state.depth_px = parent.side, parent.depth_px
+            elif beside and abs(distance) >= SIDE_MIN_BAND_SHARE * self.half_band_px:
                 # First seen inside the band (in view when counting starts, stepping out of a crowd): the
                 # side they are on is the side they come from. Minimum travel still applies.
                 state.side, state.depth_px = (1 if distance > 0 else -1), abs(distance)

@@ -85,7 +85,7 @@ class CountingPipeline:
                 self.stats.tracks_started += 1
             if track.missed:
                 continue  # count what was seen, not what was predicted or carried along in a merge
-            if (row := update(track.track_id, track.x, track.y, t_s)) is not None:
+            if (row := update(track.track_id, track.x, track.y, t_s, track.parent_id)) is not None:
                 crossings.append(row)
         return crossings
 

@@ -7,7 +7,9 @@ is all a walking person needs), detections are matched to predictions
 nearest-first inside a gate that grows with the allowed walking speed, and a
 track that finds no detection coasts on its prediction for a while instead
 of dying, so a brief occlusion or two people merging into one blob keeps
-both ids. A new track is tentative until it has been seen a few times.
+both ids. A new track is tentative until it has been seen a few times, and
+one born inside the blob another track was seen as a frame ago names that
+track as its parent: the blob split, and the newcomer was where it was.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Track:
     missed: int = 0
     riding: bool = False  # unseen itself, but inside another track's blob and moving with it
     riding_offset: tuple[float, float] | None = None  # where in that blob, from its centre
+    blob: Detection | None = None  # the detection it was last seen as
+    parent_id: int | None = None  # born from a blob that split off this track's blob in the last frame
     trail: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=TRAIL_POINTS))
 
     @property
@@ -77,6 +81,7 @@ class Tracker:
     def update(self, detections: list[Detection]) -> list[Track]:
         """Advance every track by one frame; returns the tracks that ended in this frame."""
         predictions = [track.predicted() for track in self.tracks]
+        last_blobs = [(track.track_id, track.blob) for track in self.tracks if track.blob and not track.missed]
         matches = self._match(predictions, detections)
         matched_detections = set(matches.values())
         ended: list[Track] = []
@@ -96,6 +101,7 @@ class Tracker:
                     track.vy += BETA * ry
                 track.hits += 1
                 track.missed = 0
+                track.blob = detection
                 track.riding, track.riding_offset = False, None
             else:
                 track.missed += 1
@@ -124,7 +130,8 @@ class Tracker:
             alive.append(track)
         for index, detection in enumerate(detections):
             if index not in matched_detections:
-                track = Track(self._next_id, detection.x, detection.y)
+                track = Track(self._next_id, detection.x, detection.y, blob=detection)
+                track.parent_id = _parent(detection, last_blobs)
                 track.trail.append((detection.x, detection.y))
                 self._next_id += 1
                 alive.append(track)
@@ -174,10 +181,15 @@ class Tracker:
         )
 
 
+def _parent(detection: Detection, last_blobs: list[tuple[int, Detection]]) -> int | None:
+    """The track whose blob in the last frame held this new detection's centre: the blob split in two."""
+    return next((track_id for track_id, blob in last_blobs if _holds(blob, detection.x, detection.y)), None)
+
+
 def _host(x: float, y: float, detections: list[Detection], taken: set[int]) -> Detection | None:
     """The detection, already claimed by another track, whose box holds this point (a merge), if any."""
-    for index in taken:
-        detection = detections[index]
-        if abs(x - detection.x) <= detection.width_px / 2 and abs(y - detection.y) <= detection.height_px / 2:
-            return detection
-    return None
+    return next((detections[index] for index in taken if _holds(detections[index], x, y)), None)
+
+
+def _holds(blob: Detection, x: float, y: float) -> bool:
+    return abs(x - blob.x) <= blob.width_px / 2 and abs(y - blob.y) <= blob.height_px / 2

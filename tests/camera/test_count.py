@@ -61,6 +61,16 @@ def test_a_track_first_seen_inside_the_band_comes_from_the_side_it_is_on():
     assert feed(counter(), 3, [112, 126, 113, 127]) == []
 
 
+def test_a_track_split_off_a_blob_inside_the_band_comes_from_that_blob_s_side():
+    line_counter = counter()
+    feed(line_counter, 1, [200, 180, 160])  # a big person below the line, in side
+    # Their head and shoulders part from the body right on the line (y=118) and go on up, then back.
+    rows = [line_counter.update(2, 160, y, 0.12 + 0.04 * i, parent_id=1) for i, y in enumerate([118, 108, 90, 80])]
+    assert [r.direction for r in rows if r] == ["out"]
+    # Without a parent a track born right on the line has no side to come from.
+    assert feed(line_counter, 3, [118, 108, 90, 80], x=60) == []
+
+
 def test_leaving_through_the_frame_edge_just_after_the_line_counts():
     near_edge = LineConfig(points=[[0.0, 0.93], [1.0, 0.93]], in_side="bottom", band_frac=0.1, min_travel_frac=0.2)
     line_counter = counter(near_edge)
