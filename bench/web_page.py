@@ -181,7 +181,8 @@ async def measure(dsn: str, rounds: int, use_browser: bool) -> dict[str, list[fl
 
             async def page(site_id: str) -> None:
                 await get(f"/?site={site_id}")
-                await asyncio.gather(*(get(p) for p in ("/api/fleet", f"/api/sites/{site_id}", "/static/page.js", "/static/page.css")))
+                fetched_by_script = ("/api/fleet", f"/api/sites/{site_id}", "/static/page.js", "/static/page.css")
+                await asyncio.gather(*(get(path) for path in fetched_by_script))
 
             async def bare_sql(site_id: str) -> None:
                 async with pool.acquire() as connection:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import asyncpg
@@ -19,6 +20,8 @@ from collector.web.page import PageContext, add_page_routes
 from collector.web.probes import PATHS as PROBE_PATHS
 from collector.web.probes import add_probe_routes, render_metrics
 
+log = logging.getLogger(__name__)
+
 
 def create_app(
     state: CollectorState,
@@ -27,7 +30,12 @@ def create_app(
 ) -> web.Application:
     """The app; raises :class:`~shared.config.ConfigError` when a configured secret file cannot be used."""
     config = config or WebConfig()
-    app = web.Application(middlewares=[auth_middleware(Credentials.load(config), PROBE_PATHS)])
+    credentials = Credentials.load(config)
+    if credentials is None:
+        log.info("web_page=off reason=no_credential (set web.token_file, or web.user and web.password_file)")
+    else:
+        log.info("web_page=on token=%s basic_auth=%s", credentials.token is not None, credentials.user is not None)
+    app = web.Application(middlewares=[auth_middleware(credentials, PROBE_PATHS)])
     add_probe_routes(app, state)
     add_page_routes(app, PageContext(config, pool))
     return app

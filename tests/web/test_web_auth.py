@@ -115,9 +115,12 @@ def test_config_needs_user_and_password_file_together(tmp_path: Path) -> None:
         load_collector_config(path, environ={})
 
 
-def test_collector_refuses_to_start_with_an_unreadable_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_collector_refuses_to_start_with_an_unreadable_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "web-token"
     path = tmp_path / "c.yaml"
-    path.write_text(f"database:\n  dsn: postgresql://nobody@127.0.0.1:1/none\nhttp:\n  port: 0\nweb:\n  token_file: {missing}\n")
+    database = "database:\n  dsn: postgresql://nobody@127.0.0.1:1/none\n"
+    path.write_text(f"{database}http:\n  port: 0\nweb:\n  token_file: {missing}\n")
     assert main(["run", "--config", str(path)]) == 2
     assert f"{missing}: web.token_file: cannot read the access token" in capsys.readouterr().err
