@@ -12,6 +12,7 @@ serialise; page.js draws from the JSON and fetches it again every
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ import asyncpg
 from aiohttp import web
 
 from collector.config import WebConfig
+from collector.db.writer import TRANSIENT_ERRORS
 from collector.web import queries
 from collector.web.html import render_page
 
 STATIC_DIR = Path(__file__).with_name("static")
+DATABASE_AWAY = "the collector cannot reach its database right now; try again shortly\n"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,16 @@ def add_page_routes(app: web.Application, context: PageContext) -> None:
 
 @asynccontextmanager
 async def _read_only(request: web.Request) -> AsyncIterator[asyncpg.Connection]:
+    """A read-only transaction; 503 (the page says so and retries) while the database is away."""
     pool = request.app[PAGE_KEY].pool()
     if pool is None:
-        raise web.HTTPServiceUnavailable(text="the collector has not reached its database yet; try again shortly\n")
-    async with pool.acquire() as connection, connection.transaction(readonly=True):
-        yield connection
+        raise web.HTTPServiceUnavailable(text=DATABASE_AWAY)
+    try:
+        async with pool.acquire() as connection, connection.transaction(readonly=True):
+            yield connection
+    except TRANSIENT_ERRORS as error:
+        log.warning("web_page=database_error error=%s", type(error).__name__)
+        raise web.HTTPServiceUnavailable(text=DATABASE_AWAY) from None
 
 
 def _now() -> datetime:

@@ -8,10 +8,13 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 
 from collector.cli import main
 from collector.config import ConfigError, WebConfig, load_collector_config
 from collector.registry import add_site
+from collector.state import CollectorState
+from collector.web import create_app
 from collector.web.auth import Credentials
 from tests.web.conftest import PASSWORD, TOKEN, USER, Serve
 
@@ -124,3 +127,19 @@ def test_collector_refuses_to_start_with_an_unreadable_secret(
     path.write_text(f"{database}http:\n  port: 0\nweb:\n  token_file: {missing}\n")
     assert main(["run", "--config", str(path)]) == 2
     assert f"{missing}: web.token_file: cannot read the access token" in capsys.readouterr().err
+
+
+async def test_a_database_away_is_503_not_500(web_config: WebConfig) -> None:
+    pool = await asyncpg.create_pool("postgresql://nobody@127.0.0.1:1/none", min_size=0)
+    runner = web.AppRunner(create_app(CollectorState(), web_config, lambda: pool))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        assert (await get(base, "/api/fleet", None))[0] == 401
+        for path in ("/", "/api/fleet", "/api/sites/shop1"):
+            status, _, body = await get(base, path, RIGHT["token"])
+            assert status == 503 and "cannot reach its database" in body, path
+    finally:
+        await runner.cleanup()
+        await pool.close()
