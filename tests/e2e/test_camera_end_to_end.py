@@ -1,5 +1,8 @@
 """A real door video through agent → broker → collector → PostgreSQL, and nothing image-like on the way.
 
+The crossings must land as rows in ``door_crossings`` and, through the
+collector's analytics, as the entries and exits of the site's ``footfall`` rows.
+
 The agent replays ``femb_peopleCounter.avi`` with that door's installation
 settings (line across the middle, in = towards the bottom of the picture),
 exactly as ``footfall-agent replay --video`` does on a device.
@@ -10,6 +13,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -45,7 +50,7 @@ def agent_counts(log_text: str) -> dict[str, int]:
     return {"frames": int(match[1]), "in": int(match[2]), "out": int(match[3])}
 
 
-def test_a_replayed_door_video_lands_in_door_crossings(system, pg_dsn):
+def test_a_replayed_door_video_lands_in_door_crossings_and_in_footfall(system, pg_dsn):
     video = require_real_data(FEMB)
     config = system.provision_device("lab", "door1", "2024-01-01", camera=FEMB_CAMERA, batch={"max_delay_s": 0.5})
     system.start_collector("c1")
@@ -68,6 +73,42 @@ def test_a_replayed_door_video_lands_in_door_crossings(system, pg_dsn):
     span_s = (max(r["last"] for r in rows) - min(r["first"] for r in rows)).total_seconds()
     assert 0 < span_s < 497 / 24, "crossing times keep the video's own timeline"
     assert fetch(pg_dsn, "SELECT count(*) AS n FROM footfall.ingest_rejects")[0]["n"] == 0
+
+    crossed = _crossings_per_bucket(pg_dsn, "lab")
+    assert sum(n_in for n_in, _ in crossed.values()) == counted["in"]
+    assert sum(n_out for _, n_out in crossed.values()) == counted["out"]
+    assert _footfall_entries_exits(pg_dsn, "lab", expected=crossed) == crossed, "the site's footfall rows"
+
+
+def _crossings_per_bucket(dsn: str, site_id: str) -> dict[datetime, tuple[int, int]]:
+    """(in, out) door crossings per 5-minute bucket, straight from door_crossings."""
+    rows = fetch(
+        dsn,
+        """SELECT date_bin('300 seconds', crossed_at, 'epoch') AS bucket,
+                  count(*) FILTER (WHERE direction = 'in') AS n_in, count(*) FILTER (WHERE direction = 'out') AS n_out
+           FROM footfall.door_crossings WHERE site_id = $1 GROUP BY bucket""",
+        site_id,
+    )
+    return {row["bucket"]: (row["n_in"], row["n_out"]) for row in rows}
+
+
+def _footfall_entries_exits(
+    dsn: str, site_id: str, expected: dict[datetime, tuple[int, int]], timeout_s: float = 60.0
+) -> dict[datetime, tuple[int, int]]:
+    """Entries and exits per bucket of the site's footfall rows, once the collector's analytics has
+    caught up with ``expected`` (or the timeout passed: then whatever is there)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = fetch(
+            dsn,
+            """SELECT bucket_start, entries, exits FROM footfall.footfall
+               WHERE site_id = $1 AND zone_id = '*' AND (entries > 0 OR exits > 0)""",
+            site_id,
+        )
+        found = {row["bucket_start"]: (row["entries"], row["exits"]) for row in rows}
+        if found == expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def test_no_frame_or_image_leaves_the_device(system, broker, tmp_path):
