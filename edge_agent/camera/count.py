@@ -12,9 +12,10 @@ through the frame edge just after the line counts even though the band is
 cut off by the edge. One person whose blob broke into two tracks (motion
 blur, a bag, an arm) would still count twice, so a count by a freshly born
 track in the same direction, at the same place and moment as another count,
-is dropped. Positions beyond the ends of a line that stops short of the
-frame forget the side, so walking around the end of a line is not a
-crossing.
+is dropped, and a track that took its side from the blob it split off counts
+once with that blob's track. Positions beyond the ends of a line that stops
+short of the frame forget the side, so walking around the end of a line is
+not a crossing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from edge_agent.camera.config import LineConfig
 from shared.protocol import CrossingRow
@@ -36,6 +38,9 @@ STAY_S = 0.2
 DUPLICATE_WINDOW_S = 0.35
 #: ... when the second track is a fragment born moments ago; two long-lived tracks are two people.
 YOUNG_TRACK_S = 1.0
+#: A track that took its side from the blob it split off, and that blob's track, counting the same
+#: way this close in time are one person (a fragment leads or trails its body by a step or so).
+SPLIT_WINDOW_S = 1.0
 #: Where nothing clearer can be had (a track leaving at the frame edge, or first seen inside the
 #: band), a position this share of the half band past the line is trusted to be on that side.
 SIDE_MIN_BAND_SHARE = 0.25
@@ -92,6 +97,16 @@ class _TrackSide:
     across_since_t_s: float | None = None  # first time seen far enough across, while it has to stay there
     last_xy: tuple[float, float] = (0.0, 0.0)
     counted: set[str] = field(default_factory=set)
+    parent_id: int | None = None  # the track whose side it took when it split off that track's blob
+
+
+class _Count(NamedTuple):
+    t_s: float
+    direction: str
+    x: float
+    y: float
+    track_id: int
+    parent_id: int | None
 
 
 class LineCounter:
@@ -109,7 +124,7 @@ class LineCounter:
         self.line_id = config.id
         self._stay_s = stay_s
         self._duplicate_radius_px = duplicate_radius_px
-        self._recent: deque[tuple[float, str, float, float]] = deque(maxlen=64)  # (t_s, direction, x, y)
+        self._recent: deque[_Count] = deque(maxlen=64)
         self.geometry = LineGeometry(config, width_px, height_px)
         self.half_band_px = config.band_frac * height_px / 2
         self.min_travel_px = max(config.min_travel_frac * height_px, 2 * self.half_band_px)
@@ -133,7 +148,7 @@ class LineCounter:
             if beside and parent and parent.side and abs(distance) < self.half_band_px:
                 # Split off another track's blob inside the band (a head and shoulders parting from a
                 # body): it was where that blob was, which says more than a position on the line.
-                state.side, state.depth_px = parent.side, parent.depth_px
+                state.side, state.depth_px, state.parent_id = parent.side, parent.depth_px, parent_id
             elif beside and abs(distance) >= SIDE_MIN_BAND_SHARE * self.half_band_px:
                 # First seen inside the band (in view when counting starts, stepping out of a crowd): the
                 # side they are on is the side they come from. Minimum travel still applies.
@@ -185,22 +200,28 @@ class LineCounter:
         if direction in state.counted:
             return None
         state.counted.add(direction)
-        young = t_s - state.first_seen_t_s < YOUNG_TRACK_S
-        if young and self._is_duplicate(crossed_t_s, direction, *state.last_xy):
+        count = _Count(crossed_t_s, direction, *state.last_xy, track_id, state.parent_id)
+        if self._is_duplicate(count, young=t_s - state.first_seen_t_s < YOUNG_TRACK_S):
             return None
-        self._recent.append((crossed_t_s, direction, *state.last_xy))
+        self._recent.append(count)
         self.counts[direction] += 1
         return CrossingRow(crossed_t_s, self.line_id, direction, track_id)
 
-    def _is_duplicate(self, t_s: float, direction: str, x: float, y: float) -> bool:
-        """Another track counted the same direction right here a moment ago: the same person split in two."""
+    def _is_duplicate(self, count: _Count, young: bool) -> bool:
+        """The same person split in two already counted this way: the track whose side this one took
+        (or that took this one's side) a moment ago, or, for a young track, any track right here."""
         radius_sq = self._duplicate_radius_px**2
-        return any(
-            other_direction == direction
-            and abs(t_s - other_t_s) <= DUPLICATE_WINDOW_S
-            and (x - other_x) ** 2 + (y - other_y) ** 2 <= radius_sq
-            for other_t_s, other_direction, other_x, other_y in self._recent
-        )
+        for other in self._recent:
+            if other.direction != count.direction:
+                continue
+            apart_s = abs(count.t_s - other.t_s)
+            split = other.track_id == count.parent_id or other.parent_id == count.track_id
+            if split and apart_s <= SPLIT_WINDOW_S:
+                return True
+            here = (count.x - other.x) ** 2 + (count.y - other.y) ** 2 <= radius_sq
+            if young and here and apart_s <= DUPLICATE_WINDOW_S:
+                return True
+        return False
 
     def _near_far_edge(self, x: float, y: float, side: int) -> bool:
         """Near a frame edge that lies wholly on ``side`` of the line (one the band runs into).

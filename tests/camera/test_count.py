@@ -71,6 +71,16 @@ def test_a_track_split_off_a_blob_inside_the_band_comes_from_that_blob_s_side():
     assert feed(line_counter, 3, [118, 108, 90, 80], x=60) == []
 
 
+def test_a_fragment_that_took_its_body_s_side_and_its_body_count_once():
+    line_counter = counter()
+    feed(line_counter, 1, [40 + 2.5 * step for step in range(29)])  # 1.1 s coming down, to y=110
+    # The leading part of its blob splits off just below the line and counts first; the body, a step
+    # behind, crosses 0.4 s later and well apart (not the same place and moment).
+    ahead = [line_counter.update(2, 160, y, 1.16 + 0.04 * i, parent_id=1) for i, y in enumerate([122, 135, 150])]
+    body = feed(line_counter, 1, [110 + 2.5 * step for step in range(12)], t0_s=1.16)
+    assert [r.track for r in ahead if r] == [2] and body == []
+
+
 def test_leaving_through_the_frame_edge_just_after_the_line_counts():
     near_edge = LineConfig(points=[[0.0, 0.93], [1.0, 0.93]], in_side="bottom", band_frac=0.1, min_travel_frac=0.2)
     line_counter = counter(near_edge)
