@@ -146,14 +146,21 @@ FROM unnest($2::bigint[], $3::timestamptz[], $4::boolean[]) AS u(visit_id, start
 WHERE v.site_id = $1 AND v.visit_id = u.visit_id AND v.started_at = u.started_at
 """
 
-_VISIT_SUMMARIES = """
-SELECT v.visit_id, extract(epoch FROM v.started_at)::bigint, v.dwell_s, v.is_visitor, v.is_passerby, v.is_returning,
-       t.zone_id, extract(epoch FROM t.entered_at)::bigint, t.dwell_s
-FROM footfall.visits v
-JOIN footfall.trajectory t ON t.site_id = v.site_id AND t.visit_id = v.visit_id
-WHERE v.site_id = $1 AND v.started_at >= $2 AND v.started_at < $4 AND v.ended_at >= $3
-  AND t.entered_at >= $2 AND t.entered_at < $5  -- all of each visit's segments; the bounds prune partitions
+# Visits and their segments are read apart and joined here: right after a
+# round wrote thousands of visits the planner still believes the partitions
+# empty and nests a scan of the segments inside the visits, quadratically.
+# Every visit has at least one segment (they tile it).
+_VISIT_HEADS = """
+SELECT visit_id, extract(epoch FROM started_at)::bigint, dwell_s, is_visitor, is_passerby, is_returning
+FROM footfall.visits
+WHERE site_id = $1 AND started_at >= $2 AND started_at < $4 AND ended_at >= $3
 """
+
+_VISIT_SEGMENTS = """
+SELECT visit_id, zone_id, extract(epoch FROM entered_at)::bigint, dwell_s
+FROM footfall.trajectory
+WHERE site_id = $1 AND visit_id = ANY($2::bigint[]) AND entered_at >= $3 AND entered_at < $4
+"""  # all of each visit's segments; the bounds prune partitions
 
 _CROSSINGS = """
 SELECT extract(epoch FROM date_bin('300 seconds', crossed_at, 'epoch'))::bigint AS bucket,
@@ -485,18 +492,18 @@ class SiteRound:
         )
 
     async def _visit_summaries(self, lo_s: int, hi_s: int) -> list[VisitSummary]:
-        rows = await self._connection.fetch(
-            _VISIT_SUMMARIES,
-            self._settings.site_id,
-            utc(lo_s - MAX_VISIT_S),
-            utc(lo_s),
-            utc(hi_s),
-            utc(hi_s + MAX_VISIT_S),
-        )
-        heads: dict[int, tuple] = {}
+        connection, site_id = self._connection, self._settings.site_id
+        heads = {
+            row[0]: tuple(row[1:])
+            for row in await connection.fetch(
+                _VISIT_HEADS, site_id, utc(lo_s - MAX_VISIT_S), utc(lo_s), utc(hi_s)
+            )
+        }
         zones: dict[int, dict[str, tuple[int, int]]] = defaultdict(dict)
-        for visit_id, started_s, dwell_s, is_visitor, is_passerby, is_returning, zone_id, entered_s, zone_dwell_s in rows:
-            heads[visit_id] = (started_s, dwell_s, is_visitor, is_passerby, is_returning)
+        segments = await connection.fetch(
+            _VISIT_SEGMENTS, site_id, list(heads), utc(lo_s - MAX_VISIT_S), utc(hi_s + MAX_VISIT_S)
+        )
+        for visit_id, zone_id, entered_s, zone_dwell_s in segments:
             first_s, total_s = zones[visit_id].get(zone_id, (entered_s, 0))
             zones[visit_id][zone_id] = (min(first_s, entered_s), total_s + zone_dwell_s)
         return [VisitSummary(*head, zones=zones[visit_id]) for visit_id, head in heads.items()]
