@@ -1,7 +1,8 @@
 """The collector process: consumer → ingest → writer → acks, plus analytics, retention and HTTP.
 
 The analytics task (collector/analytics/task.py) turns committed rows into
-visits, trajectory and footfall; the retention loop drops expired partitions
+visits, trajectory and footfall on a thread of its own
+(collector/analytics/worker.py); the retention loop drops expired partitions
 (collector/db/retention.py).
 
 In-process (tests, the demo)::
@@ -34,7 +35,7 @@ from types import TracebackType
 import asyncpg
 from aiohttp import web
 
-from collector.analytics.task import AnalyticsTask
+from collector.analytics.worker import AnalyticsWorker
 from collector.config import CollectorConfig
 from collector.consumer import Backoff, InboundMessage, MqttConsumer
 from collector.db.migrate import apply_migrations
@@ -80,6 +81,7 @@ class CollectorService:
         self._consumer: MqttConsumer | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._analytics: AnalyticsWorker | None = None
         #: One cache of existing partitions for the writer, the analytics task and retention.
         self._partitions = PartitionManager()
         self.http_port: int | None = None
@@ -126,11 +128,17 @@ class CollectorService:
             asyncio.create_task(self._beat_loop_heartbeat(), name="collector-loop-heartbeat"),
             asyncio.create_task(self._enforce_retention(), name="collector-retention"),
         ]
-        if self.config.analytics.enabled:
-            analytics = AnalyticsTask(self._pool, self.config.analytics, self._partitions, self.state.analytics)
-            self._tasks.append(asyncio.create_task(analytics.run(self._stopping), name="collector-analytics"))
         for task in self._tasks:
             task.add_done_callback(self._task_done)
+        if self.config.analytics.enabled:
+            self._analytics = AnalyticsWorker(
+                self.config.database.dsn,
+                self.config.analytics,
+                self._partitions,
+                self.state.analytics,
+                on_crash=lambda _error: loop.call_soon_threadsafe(self._fail),
+            )
+            self._analytics.start()
         log.info("collector=started http_port=%s", self.http_port)
 
     def request_stop(self) -> None:
@@ -150,6 +158,9 @@ class CollectorService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._analytics is not None:
+            await self._analytics.stop()
+            self._analytics = None
         if self._consumer is not None:
             await asyncio.to_thread(self._consumer.stop)
             self._consumer = None
@@ -398,6 +409,10 @@ class CollectorService:
         if task.cancelled() or task.exception() is None:
             return
         log.error("task=%s crashed", task.get_name(), exc_info=task.exception())
+        self._fail()
+
+    def _fail(self) -> None:
+        """A background task died of a bug: stop, and make run_service exit 1."""
         self.failed = True
         self._stopping.set()
 
