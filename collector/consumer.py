@@ -250,11 +250,17 @@ class MqttConsumer:
         self._client.reconnect_delay_set(delay_s, delay_s)  # type: ignore[arg-type]  # floats work
         self._set_state(ConnectionState.CONNECTING)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "(topic is not UTF-8)"
+        if not any(mqtt.topic_matches_sub(sub, topic) for sub in (BATCH_SUBSCRIPTION, STATUS_SUBSCRIPTION)):
+            # Not from a device: a broker may only send what we subscribed to, but amqtt
+            # resends our own in-flight acks to us after a session resume.
+            log.warning("mqtt=unsubscribed_topic topic=%r action=acked_and_dropped", topic)
+            client.ack(message.mid, message.qos)
+            return
         inbound = InboundMessage(
             topic,
             message.payload,
