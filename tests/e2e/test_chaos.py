@@ -112,6 +112,13 @@ class Stream:
             outputs.append(output)
         return outputs
 
+    def wait_offline_said(self, timeout_s: float) -> None:
+        """The agents said "offline" as they stopped: give the collector the moment it takes to apply that."""
+        deadline = time.monotonic() + timeout_s
+        offline = "SELECT count(*) AS n FROM footfall.devices WHERE status_state = 'offline'"
+        while fetch(self.dsn, offline)[0]["n"] < AGENTS and time.monotonic() < deadline:
+            time.sleep(0.2)
+
 
 def test_every_batch_exactly_once_through_crashes_of_collector_database_and_broker(
     tmp_path: Path, durable_postgres: ThrowawayPostgres, lossy_broker: MosquittoBroker
@@ -157,6 +164,7 @@ def test_every_batch_exactly_once_through_crashes_of_collector_database_and_brok
         collector = system.start_collector("c1", **COLLECTOR)
 
         outputs = stream.wait(timeout_s=180)
+        stream.wait_offline_said(timeout_s=30)
         final_metrics = collector.metrics()
     finally:
         system.close()
