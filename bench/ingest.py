@@ -229,7 +229,7 @@ def describe(pg: ThrowawayPostgres, dsn: str, args: argparse.Namespace, broker: 
             f"broker: {mosquitto}, max_inflight_messages={broker.max_inflight_messages}",
             "collector: one `footfall-collector run` process; ingest.flush_max_messages=500, flush_interval_ms=50,"
             " mqtt.receive_maximum=1000, limits.device_events_per_s=0 (bench devices send far above one real device);"
-            " analytics on in the same process with the default max_busy_share=0.25",
+            " analytics on (its own thread in the same process) with the default max_busy_share=0.25",
             f"workload per run: {args.devices} devices x {args.batches_per_device} batches x"
             f" {args.sightings_per_batch} sightings = {total_batches} signed batches,"
             f" {total_batches * args.sightings_per_batch:,} sightings; publishers QoS 1 in this process",
