@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import aiohttp
@@ -11,11 +12,22 @@ import pytest
 from aiohttp import web
 
 from collector.cli import main
-from collector.config import ConfigError, WebConfig, load_collector_config
-from collector.registry import add_site
+from collector.config import (
+    CollectorConfig,
+    ConfigError,
+    DatabaseConfig,
+    HttpConfig,
+    MqttConfig,
+    WebConfig,
+    load_collector_config,
+)
+from collector.registry import add_site, enroll_device
+from collector.service import CollectorService
 from collector.state import CollectorState
 from collector.web import create_app
 from collector.web.auth import Credentials
+from shared.devstack import Broker
+from shared.signing import DeviceSigner
 from tests.web.conftest import PASSWORD, TOKEN, USER, Serve
 
 PROTECTED = ("/", "/?site=shop1", "/api/fleet", "/api/sites/shop1", "/static/page.js", "/static/page.css")
@@ -143,3 +155,27 @@ async def test_a_database_away_is_503_not_500(web_config: WebConfig) -> None:
     finally:
         await runner.cleanup()
         await pool.close()
+
+
+async def test_a_running_collector_serves_the_page_from_its_own_pool(
+    db: asyncpg.Pool, pg_dsn: str, broker: Broker, web_config: WebConfig
+) -> None:
+    """The service wires its pool into the page: the fleet lists the enrolled device, the probes stay open."""
+    async with db.acquire() as connection:
+        await add_site(connection, "shop1", "Europe/Prague", "Shop one")
+        await enroll_device(connection, "shop1", "pi1", DeviceSigner.generate().public_key_bytes)
+    config = CollectorConfig(
+        database=DatabaseConfig(dsn=pg_dsn),
+        mqtt=MqttConfig(host=broker.host, port=broker.port, version=5 if broker.mqtt5 else "3.1.1"),
+        http=HttpConfig(port=0),
+        web=web_config,
+    )
+    async with CollectorService(config, migrate=False) as service:
+        base = f"http://127.0.0.1:{service.http_port}"
+        assert (await get(base, "/healthz", None))[0] == 200
+        assert (await get(base, "/api/fleet", None))[0] == 401
+        status, _, body = await get(base, "/api/fleet", RIGHT["token"])
+        assert status == 200, body
+        assert [(d["site_id"], d["device_id"], d["problems"]) for d in json.loads(body)["devices"]] == [
+            ("shop1", "pi1", ["never seen"])
+        ]
