@@ -121,9 +121,11 @@ async def test_with_randomised_macs_through_the_real_edge_path_devices_present_i
 
 @pytest.mark.xfail(
     strict=True,
-    reason="edge linker (issue 3): the single-candidate timing rule links a new MAC whatever its RSSI, so a "
-    "customer on the street joins a staff phone's cluster of the same model and is excluded with it as stationary; "
-    "bounding the RSSI difference of that rule too brings these seeds to 1.01",
+    reason="edge linker (issue 3): customers' phones of the staff phones' model end up in the staff phones' "
+    "clusters and are excluded with them as stationary (the linker cannot know at a MAC change that the staff MAC "
+    "stays on air). Bounding the RSSI difference of the single-candidate rule does not cure it (measured at 6 dB: "
+    "0.78 and 0.84 on these seeds) and splits the real Polimi phones (merged capture 19-23 devices for 6 at "
+    "6-20 dB). Likely cure: undo a link once both MACs are heard at once, on the edge and in the identity merge",
 )
 @pytest.mark.parametrize("seed", [6, 7])
 async def test_with_staff_phones_of_popular_models_devices_present_is_within_10_percent(pool, seed):
