@@ -15,6 +15,11 @@ cluster — one physical device — with the evidence the literature uses
    the capability fingerprint, the new MAC is that device; when several do,
    the one heard at the most similar RSSI (within ``rssi_db``) wins.
 
+Burst and timing links only go to a device that rotates: one that kept its
+MAC for ``stable_mac_s`` (a staff phone with a fixed random MAC, an
+associated laptop) is still on air with it, so the new MAC is someone else —
+typically a customer with the same phone model.
+
 Candidates must share the capability fingerprint and be *free*: a phone uses
 one MAC at a time, so a cluster heard after the new MAC appeared cannot be it.
 Universally administered MACs are globally unique and never rotate, so they
@@ -53,6 +58,9 @@ class LinkerConfig:
     seq_window: int = field(default=8, metadata={"help": "largest sequence-number step that counts as continuity"})
     seq_gap_s: float = field(default=120.0, metadata={"help": "longest silence a sequence-number link bridges"})
     rssi_db: float = field(default=6.0, metadata={"help": "largest RSSI difference of an ambiguous timing link, dB"})
+    stable_mac_s: float = field(
+        default=900.0, metadata={"help": "a MAC kept this long does not rotate: no burst or timing link to it, seconds"}
+    )
     forget_after_s: float = field(
         default=1_800.0, metadata={"help": "forget MACs silent for this long (bounds memory)"}
     )
@@ -61,7 +69,7 @@ class LinkerConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_gap_s", "burst_gap_s", "burst_rssi_db", "seq_gap_s", "rssi_db"):
+        for name in ("max_gap_s", "burst_gap_s", "burst_rssi_db", "seq_gap_s", "rssi_db", "stable_mac_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"wifi.linker.{name} must not be negative")
         if not 0 <= self.seq_window < SEQUENCE_MODULUS // 2:
@@ -73,12 +81,14 @@ class LinkerConfig:
 class _Cluster:
     """What the linker remembers of one physical device."""
 
-    __slots__ = ("cluster_id", "fingerprint", "last_seen_s", "seq_last", "rssi_dbm")
+    __slots__ = ("cluster_id", "fingerprint", "last_seen_s", "seq_last", "rssi_dbm", "mac_since_s")
 
     def __init__(self, cluster_id: int, fingerprint: int, last_seen_s: float) -> None:
         self.cluster_id = cluster_id
         self.fingerprint = fingerprint
         self.last_seen_s = last_seen_s
+        #: When the cluster's newest MAC was first heard.
+        self.mac_since_s = last_seen_s
         self.seq_last: int | None = None
         self.rssi_dbm: float | None = None
 
@@ -133,6 +143,7 @@ class DeviceLinker:
         if cluster is None:
             cluster = self._attribute(links, pseudonym, first_seen_s, fingerprint, randomized, seq_first, rssi_dbm)
             links.cluster_of[pseudonym] = cluster
+            cluster.mac_since_s = first_seen_s
         if last_seen_s > cluster.last_seen_s:
             cluster.last_seen_s = last_seen_s
         if seq_last is not None:
@@ -194,16 +205,24 @@ class DeviceLinker:
             if continuing:
                 stats.sequence += 1
                 return min(continuing, key=lambda pair: (pair[0], -pair[1].last_seen_s))[1]
+
+        def rotates(cluster: _Cluster) -> bool:
+            """A device that kept its MAC for ``stable_mac_s`` does not rotate (a staff phone, an
+            associated laptop): only sequence-number continuity may link a new MAC to it."""
+            return cluster.last_seen_s - cluster.mac_since_s <= config.stable_mac_s
+
         in_burst = [
             c
             for c in free
-            if first_seen_s - c.last_seen_s <= config.burst_gap_s and rssi_difference(c) <= config.burst_rssi_db
+            if rotates(c)
+            and first_seen_s - c.last_seen_s <= config.burst_gap_s
+            and rssi_difference(c) <= config.burst_rssi_db
         ]
         if in_burst:
             stats.burst += 1
             return max(in_burst, key=lambda c: c.last_seen_s)
         in_reach = [c for c in recent if first_seen_s - c.last_seen_s <= config.max_gap_s]
-        timed = [c for c in free if first_seen_s - c.last_seen_s <= config.max_gap_s]
+        timed = [c for c in free if rotates(c) and first_seen_s - c.last_seen_s <= config.max_gap_s]
         if len(in_reach) == 1 and timed:
             stats.timing += 1
             return timed[0]

@@ -119,16 +119,17 @@ async def test_with_randomised_macs_through_the_real_edge_path_devices_present_i
     assert entries[0]["n"] == sum(c.direction == "in" for c in scenario.crossings())
 
 
-@pytest.mark.xfail(
+STAFF_LINK_GAP = pytest.mark.xfail(
     strict=True,
-    reason="edge linker (issue 3): customers' phones of the staff phones' model end up in the staff phones' "
-    "clusters and are excluded with them as stationary (the linker cannot know at a MAC change that the staff MAC "
-    "stays on air). Bounding the RSSI difference of the single-candidate rule does not cure it (measured at 6 dB: "
-    "0.78 and 0.84 on these seeds) and splits the real Polimi phones (merged capture 19-23 devices for 6 at "
-    "6-20 dB). Likely cure: undo a link once both MACs are heard at once, on the edge and in the identity merge",
+    reason="edge linker: customers' phones of a staff phone's model still join the staff cluster (likely before the staff MAC "
+    "has been on air for stable_mac_s) and are excluded with it as stationary (0.867; 0.766 before stable_mac_s). "
+    "An RSSI bound on the single-candidate rule does not cure it and splits the real Polimi phones; likely cure: "
+    "undo a link once both MACs are heard at once, on the edge and in the collector's identity merge",
 )
-@pytest.mark.parametrize("seed", [6, 7])
+
+
+@pytest.mark.parametrize("seed", [pytest.param(6, marks=STAFF_LINK_GAP), 7])
 async def test_with_staff_phones_of_popular_models_devices_present_is_within_10_percent(pool, seed):
     store, scenario = await _edge_day(pool, seed, staff=2)
     ratio = await _presence_ratio(store, scenario)
-    assert 0.9 <= ratio <= 1.1, ratio  # measured: 0.76 (seed 6); seed 7 also drops r to 0.899
+    assert 0.9 <= ratio <= 1.1, ratio  # measured: seed 7 0.908 (0.794 before the linker's stable_mac_s)

@@ -52,6 +52,29 @@ def test_a_sequence_jump_beyond_the_window_is_not_continuity():
     assert see(linker, 3, 200.0, seq=2) == 3  # silent longer than seq_gap_s
 
 
+def _staff_phone_for_a_quarter_hour() -> DeviceLinker:
+    """A staff phone on a fixed random MAC, heard every minute from 0 to 900 s."""
+    linker = DeviceLinker(LinkerConfig(stable_mac_s=900))
+    for minute in range(16):
+        see(linker, 1, minute * 60.0, seq=minute * 10)
+    return linker
+
+
+def test_a_device_that_kept_its_mac_for_stable_mac_s_takes_no_new_mac_by_timing_or_burst():
+    """A customer's phone of the staff phone's model is someone else."""
+    assert see(_staff_phone_for_a_quarter_hour(), 2, 900.5) == 2  # a burst, were the staff phone rotating
+    assert see(_staff_phone_for_a_quarter_hour(), 2, 960.0) == 2  # the only recent cluster: timing, were it rotating
+    assert see(_staff_phone_for_a_quarter_hour(), 2, 930.0, seq=152) == 1  # sequence continuity still links
+
+
+def test_a_device_rotating_within_stable_mac_s_is_still_linked():
+    linker = DeviceLinker(LinkerConfig(stable_mac_s=900))
+    for minute in range(10):
+        see(linker, 1, minute * 60.0)
+    assert see(linker, 2, 600.0) == 1  # its MAC lasted 9 minutes: a timing link
+    assert see(linker, 3, 600.5) == 1  # and a burst
+
+
 def test_a_mac_change_inside_one_scan_burst_is_the_same_phone():
     linker = DeviceLinker(LinkerConfig(max_gap_s=0))
     see(linker, 1, 0.00)
