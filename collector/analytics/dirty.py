@@ -10,15 +10,12 @@ data (a device uploading yesterday's spool) simply queues yesterday's buckets.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from operator import itemgetter
 from datetime import datetime, timezone
 
 import asyncpg
 
 from collector.analytics.footfall import BUCKET_S, bucket_of
 from shared.protocol import Batch
-
-_first = itemgetter(0)  # start_s of a sighting, t of a crossing
 
 _INSERT = """
 INSERT INTO footfall.analytics_dirty (site_id, bucket_start)
@@ -32,8 +29,8 @@ def dirty_buckets(batches: Iterable[Batch]) -> set[tuple[str, int]]:
     for batch in batches:
         site_id = batch.site_id
         for block in (batch.sightings, batch.crossings):
-            if block:  # distinct times first: a batch holds many rows of few windows (the writer's hot path)
-                dirty.update((site_id, bucket_of(t)) for t in set(map(_first, block.rows)))
+            if block:  # the time is the first column; distinct times first, a batch has few windows (hot path)
+                dirty.update((site_id, bucket_of(t)) for t in set(block.columns()[0]))
         if batch.passersby:
             span_s = batch.passersby.bucket_s
             for row in batch.passersby.rows:
