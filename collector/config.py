@@ -102,9 +102,14 @@ class IngestConfig:
     #: Statuses arriving this soon after a (re)connect may have waited in the session queue,
     #: so they do not date the device's clock (``devices.clock_skew_s``).
     status_settle_s: float = 5.0
+    #: Processes that check every value of the incoming batches beside the commit path
+    #: (collector/checkers.py); 0 = the service thread checks them itself.
+    check_workers: int = 1
 
     def __post_init__(self) -> None:
         _positive(self.flush_max_messages, "ingest.flush_max_messages")
+        if self.check_workers < 0:
+            raise ValueError("ingest.check_workers must not be negative (0 = check in the service thread)")
         if self.flush_interval_ms < 0:
             raise ValueError("ingest.flush_interval_ms must not be negative")
         if self.status_settle_s < 0:

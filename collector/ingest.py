@@ -103,14 +103,28 @@ class StatusUpdate:
     live: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Precheck:
+    """What a worker process found in a message with :func:`~shared.protocol.check_message`."""
+
+    #: (reason, detail) of the first problem, or None when the message decodes and every value is in range.
+    error: tuple[str, str] | None
+
+
 def ingest_batch(
     topic: str,
     payload: bytes,
     received_at_s: float,
     lookup: KeyLookup,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
+    precheck: Precheck | None = None,
 ) -> Accepted | Reject:
-    """Check one batch message; see the module docstring for the order and the reason codes."""
+    """Check one batch message; see the module docstring for the order and the reason codes.
+
+    ``precheck`` is the answer of :func:`~shared.protocol.check_message` for this
+    payload at this ``received_at_s`` when a worker process already ran it
+    (collector/checkers.py): step 2 then only decodes.
+    """
     parsed = parse_topic(topic)
     if parsed is None or parsed.kind != "batch":
         return _reject(topic, payload, received_at_s, "bad_topic", "not a footfall/v1/{site}/{device}/batch topic")
@@ -118,8 +132,10 @@ def ingest_batch(
         detail = f"message of {len(payload)} bytes exceeds the limit of {max_message_bytes}"
         return _reject(topic, payload, received_at_s, "oversize", detail, parsed.site_id, parsed.device_id)
     try:
+        if precheck is not None and precheck.error is not None:
+            raise ProtocolError(*precheck.error)
         signed = open_message(payload)
-        batch = decode_body(signed.body, now_s=received_at_s)
+        batch = decode_body(signed.body, now_s=received_at_s, values_checked=precheck is not None)
     except ProtocolError as error:
         return _reject(topic, payload, received_at_s, error.reason, error.detail, parsed.site_id, parsed.device_id)
     known = (batch.site_id, batch.device_id, batch.seq)

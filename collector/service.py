@@ -1,7 +1,7 @@
 """The collector process: consumer → ingest → writer → acks, plus analytics, retention and HTTP.
 
 The analytics task (collector/analytics/task.py) turns committed rows into
-visits, trajectory and footfall on a thread of its own
+visits, trajectory and footfall in a child process of its own
 (collector/analytics/worker.py); the retention loop drops expired partitions
 (collector/db/retention.py).
 
@@ -36,6 +36,7 @@ import asyncpg
 from aiohttp import web
 
 from collector.analytics.worker import AnalyticsWorker
+from collector.checkers import ValueCheckers
 from collector.config import CollectorConfig
 from collector.consumer import Backoff, InboundMessage, MqttConsumer
 from collector.db.migrate import apply_migrations
@@ -43,7 +44,7 @@ from collector.db.partitions import PartitionManager
 from collector.db.retention import enforce_retention
 from collector.db.writer import TRANSIENT_ERRORS, CommitAbandoned, CommitResult, GroupItem, Writer
 from collector.health import LOOP_STALL_S, WRITER_STALL_S, CollectorHealth
-from collector.ingest import Accepted, Reject, ingest_batch, ingest_status, reject_accepted
+from collector.ingest import Accepted, Precheck, Reject, ingest_batch, ingest_status, reject_accepted
 from collector.ratelimit import DeviceRateLimiter
 from collector.registry import DeviceRegistry
 from collector.state import CollectorState, ConnectionState
@@ -82,7 +83,8 @@ class CollectorService:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._analytics: AnalyticsWorker | None = None
-        #: One cache of existing partitions for the writer, the analytics task and retention.
+        self._checkers = ValueCheckers(config.ingest.check_workers)
+        #: One cache of existing partitions for the writer and retention (the analytics process keeps its own).
         self._partitions = PartitionManager()
         self.http_port: int | None = None
         #: Set when a background task died of a bug; run_service then exits 1.
@@ -118,6 +120,7 @@ class CollectorService:
         )
         self.state.db_pool = self._pool
         self._writer = Writer(self._pool, self.state, self._partitions)
+        self._checkers.start()
         await self._prepare_database()
         loop = asyncio.get_running_loop()
         self._consumer = MqttConsumer(self.config.mqtt, loop, self._receive, self._set_broker_state)
@@ -134,9 +137,8 @@ class CollectorService:
             self._analytics = AnalyticsWorker(
                 self.config.database.dsn,
                 self.config.analytics,
-                self._partitions,
                 self.state.analytics,
-                on_crash=lambda _error: loop.call_soon_threadsafe(self._fail),
+                on_crash=lambda _exit_code: self._fail(),
             )
             self._analytics.start()
         log.info("collector=started http_port=%s", self.http_port)
@@ -161,6 +163,7 @@ class CollectorService:
         if self._analytics is not None:
             await self._analytics.stop()
             self._analytics = None
+        await self._checkers.close()
         if self._consumer is not None:
             await asyncio.to_thread(self._consumer.stop)
             self._consumer = None
@@ -289,9 +292,10 @@ class CollectorService:
             self.state.unacked_received_at_s.popleft()
 
     async def _ingest(self, group: list[InboundMessage]) -> list[GroupItem]:
+        prechecks = await self._precheck(group)
         items = []
-        for message in group:
-            items.append(self._ingest_one(message))
+        for message, precheck in zip(group, prechecks):
+            items.append(self._ingest_one(message, precheck))
             if len(items) % INGEST_YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let the commit in progress feed PostgreSQL
         if self._registry.may_refresh() and any(
@@ -304,16 +308,26 @@ class CollectorService:
                 log.warning("registry=refresh_failed error=%s", type(error).__name__)
             else:
                 items = [
-                    self._ingest_one(message)
+                    self._ingest_one(message, precheck)
                     if isinstance(item, Reject) and item.reason in _REGISTRY_REASONS
                     else item
-                    for message, item in zip(group, items)
+                    for message, precheck, item in zip(group, prechecks, items)
                 ]
         return [self._limit(item) for item in items]
 
-    def _ingest_one(self, message: InboundMessage) -> GroupItem:
-        parsed = parse_topic(message.topic)
-        if parsed is not None and parsed.kind == "status":
+    async def _precheck(self, group: list[InboundMessage]) -> list[Precheck | None]:
+        """The per-value checks of the group's batches, done by the checker processes (None: not done)."""
+        is_batch = [not _is_status(message.topic) for message in group]
+        answers = await self._checkers.check(
+            [(message.payload, message.received_at_s) for message, batch in zip(group, is_batch) if batch]
+        )
+        if answers is None:
+            return [None] * len(group)
+        answer = iter(answers)
+        return [next(answer) if batch else None for batch in is_batch]
+
+    def _ingest_one(self, message: InboundMessage, precheck: Precheck | None) -> GroupItem:
+        if _is_status(message.topic):
             live = not message.retained and message.connected_for_s >= self.config.ingest.status_settle_s
             return ingest_status(message.topic, message.payload, message.received_at_s, live)
         return ingest_batch(
@@ -322,6 +336,7 @@ class CollectorService:
             message.received_at_s,
             self._registry.verifier,
             self.config.limits.max_message_bytes,
+            precheck,
         )
 
     def _limit(self, item: GroupItem) -> GroupItem:
@@ -439,3 +454,8 @@ async def run_service(config: CollectorConfig, *, migrate: bool = True) -> int:
             watchdog.stop()
         await service.stop()
     return 1 if service.failed else 0
+
+
+def _is_status(topic: str) -> bool:
+    parsed = parse_topic(topic)
+    return parsed is not None and parsed.kind == "status"

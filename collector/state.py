@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import bisect
 import enum
+import multiprocessing
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+#: Child processes start fresh: forking a process with threads and a running event loop is unsafe.
+SPAWN = multiprocessing.get_context("spawn")
 
 #: Upper bounds of the batch latency buckets: sub-second when live, hours when a device uploads its spool late.
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3_600.0, 86_400.0)
@@ -63,16 +67,43 @@ class Histogram:
         return pairs
 
 
-@dataclass
-class AnalyticsState:
-    """What the analytics task (collector/analytics/task.py) did and how far behind it is."""
+class _SharedNumber:
+    """An attribute kept in a slot of the owner's shared-memory array of doubles."""
 
-    rounds: int = 0
-    failures: int = 0
-    seconds_total: float = 0.0
+    def __init__(self, kind: type[int] | type[float]) -> None:
+        self._kind = kind
+        self._index = -1
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._index = owner.FIELDS.index(name)
+
+    def __get__(self, instance: "AnalyticsState", owner: type) -> Any:
+        return self._kind(instance.values[self._index])
+
+    def __set__(self, instance: "AnalyticsState", value: float) -> None:
+        instance.values[self._index] = value
+
+
+class AnalyticsState:
+    """What the analytics task (collector/analytics/task.py) did and how far behind it is.
+
+    The analytics process writes these and the service's ``/metrics`` reads
+    them, so they live in shared memory. There is one writer and every value
+    fits a double exactly (counts stay far below 2**53), so no lock is needed.
+    """
+
+    FIELDS = ("rounds", "failures", "seconds_total", "backlog_buckets", "backlog_oldest_s")
+
+    rounds = _SharedNumber(int)
+    failures = _SharedNumber(int)
+    seconds_total = _SharedNumber(float)
     #: Buckets queued at the last look (all collectors' work), and how long the oldest has waited.
-    backlog_buckets: int = 0
-    backlog_oldest_s: float = 0.0
+    backlog_buckets = _SharedNumber(int)
+    backlog_oldest_s = _SharedNumber(float)
+
+    def __init__(self, values: Any = None) -> None:
+        #: A ``multiprocessing`` RawArray: hand it to the process that should write into it.
+        self.values = values if values is not None else SPAWN.RawArray("d", len(self.FIELDS))
 
 
 @dataclass

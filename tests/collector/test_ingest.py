@@ -8,8 +8,8 @@ import random
 import msgpack
 import pytest
 
-from collector.ingest import Accepted, DeviceHealth, Reject, StatusUpdate, ingest_batch, ingest_status
-from shared.protocol import MAX_EVENTS_PER_BLOCK, MAX_MESSAGE_BYTES, encode_body, frame_message
+from collector.ingest import Accepted, DeviceHealth, Precheck, Reject, StatusUpdate, ingest_batch, ingest_status
+from shared.protocol import MAX_EVENTS_PER_BLOCK, MAX_MESSAGE_BYTES, check_message, encode_body, frame_message
 from shared.signing import DeviceSigner, load_verifier
 from shared.topics import batch_topic, status_topic
 from tests.collector.collector_helpers import DEVICE, NOW_S, SITE, make_batch, sign
@@ -23,8 +23,16 @@ def lookup(signer: DeviceSigner):
     return lambda site, device: verifier if (site, device) == (SITE, DEVICE) else None
 
 
+def ingest_both_ways(payload: bytes, lookup, topic: str = TOPIC) -> Accepted | Reject:
+    """Ingest ``payload`` checked in place and prechecked as a checker process would: the results must agree."""
+    in_place = ingest_batch(topic, payload, NOW_S, lookup)
+    prechecked = ingest_batch(topic, payload, NOW_S, lookup, precheck=Precheck(check_message(payload, NOW_S)))
+    assert prechecked == in_place
+    return in_place
+
+
 def reject_of(payload: bytes, lookup, topic: str = TOPIC) -> Reject:
-    result = ingest_batch(topic, payload, NOW_S, lookup)
+    result = ingest_both_ways(payload, lookup, topic)
     assert isinstance(result, Reject), result
     assert result.payload_bytes == len(payload) and len(result.payload_sha256) == 32
     return result
@@ -41,7 +49,7 @@ def valid_document(seq: int = 1) -> dict:
 
 
 def test_valid_batch_is_accepted(signer: DeviceSigner, lookup) -> None:
-    result = ingest_batch(TOPIC, sign(make_batch(7), signer), NOW_S, lookup)
+    result = ingest_both_ways(sign(make_batch(7), signer), lookup)
     assert isinstance(result, Accepted)
     assert result.key == (SITE, DEVICE, 7) and len(result.body_sha256) == 32
 
@@ -156,7 +164,7 @@ def test_mutated_messages_never_raise(signer: DeviceSigner, lookup) -> None:
                 payload.insert(position, generator.randrange(256))
         if payload == original:
             continue  # the mutations cancelled out
-        result = ingest_batch(TOPIC, bytes(payload), NOW_S, lookup)
+        result = ingest_both_ways(bytes(payload), lookup)
         reasons.add(result.reason if isinstance(result, Reject) else "accepted")
     assert "accepted" not in reasons  # the signature covers every byte of the body
     assert {"bad_signature", "bad_msgpack"} <= reasons

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from collector.config import CollectorConfig, DatabaseConfig
+from collector.config import AnalyticsConfig, CollectorConfig, DatabaseConfig
 from collector.service import CollectorService
 from collector.web import render_metrics
 from shared.devstack import Broker, ThrowawayPostgres
@@ -96,6 +97,28 @@ async def check_http(service: CollectorService) -> None:
     assert 'footfall_collector_batch_latency_seconds_bucket{le="86400"} 0' in text
     assert 'footfall_collector_batch_latency_seconds_bucket{le="+Inf"} 3' in text
     assert "footfall_collector_db_pool_max_connections 4" in text
+
+
+async def test_a_killed_checker_process_costs_no_batch(
+    config: CollectorConfig, publisher: MqttTestClient, signer: DeviceSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The OOM killer takes a checker process: that group is checked in the service thread, then a new pool."""
+    await enroll_with_cli(config.database.dsn, signer)
+    async with CollectorService(dataclasses.replace(config, analytics=AnalyticsConfig(enabled=False))) as service:
+        await eventually(lambda: service.state.ready)
+        publisher.publish(BATCH_TOPIC, sign(make_batch(1), signer))
+        await eventually(lambda: last_ack(publisher) == 1)
+        checkers = multiprocessing.active_children()
+        assert len(checkers) == config.ingest.check_workers == 1
+        os.kill(checkers[0].pid, signal.SIGKILL)
+        await eventually(lambda: not checkers[0].is_alive())
+        for seq in (2, 3):
+            publisher.publish(BATCH_TOPIC, sign(make_batch(seq), signer))
+            await eventually(lambda: last_ack(publisher) == seq)
+        assert "checkers=broken" in caplog.text
+        fresh = multiprocessing.active_children()
+        assert len(fresh) == 1 and fresh[0].pid != checkers[0].pid  # the group after it started a new pool
+        assert service.state.batches_committed == 3 and not service.state.rejected
 
 
 async def test_broker_restart_is_survived(
