@@ -16,8 +16,16 @@ it is the database's ceiling, not Python's) through one connection in chunks.
 The table is truncated and checkpointed before every measurement; the best of
 ``--runs`` counts for each, so a noisy neighbour does not decide the figure.
 
+The collector runs with analytics off: this measures ingest. Each run brings a
+million devices never seen before into one 5-minute bucket, which costs the
+analytics process (collector/analytics/worker.py) tens of seconds of CPU to
+sessionise; on this 2-core machine that work would land on whichever
+measurement came next. ``--with-analytics`` turns it on and waits for its
+queue to drain before every measurement, so analytics competes with each
+end-to-end run for the rows of that run only.
+
     .venv/bin/python bench/ingest.py [--runs 3] [--devices 4] [--batches-per-device 500]
-                                     [--sightings-per-batch 500] [--no-durable]
+                                     [--sightings-per-batch 500] [--no-durable] [--with-analytics]
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ KEY_EPOCH = 1
 ANCHOR_CHUNK_ROWS = 50_000
 TARGET_SIGHTINGS_PER_S = 100_000
 TARGET_RATIO = 0.5
+#: The collector's default: one process checks every value beside the commit path (collector/checkers.py).
+CHECK_WORKERS = 1
 
 
 @dataclass(frozen=True)
@@ -138,9 +148,12 @@ def publish(host: str, port: int, device_id: str, messages: list[bytes], go: thr
     client.loop_stop()
 
 
-async def reset_table(dsn: str) -> None:
+async def reset_table(dsn: str, drain_analytics: bool) -> None:
+    """An empty table and a fresh checkpoint; with ``drain_analytics``, nothing left queued for analytics."""
     connection = await asyncpg.connect(dsn)
     try:
+        while drain_analytics and await connection.fetchval("SELECT count(*) FROM footfall.analytics_dirty"):
+            await asyncio.sleep(0.5)
         await connection.execute("TRUNCATE footfall.wifi_sightings")
         await connection.execute("CHECKPOINT")
     finally:
@@ -155,9 +168,9 @@ async def count_rows(dsn: str) -> int:
         await connection.close()
 
 
-def end_to_end(host: str, port: int, dsn: str, workload: Workload) -> float:
+def end_to_end(host: str, port: int, dsn: str, workload: Workload, drain_analytics: bool) -> float:
     """Seconds from the first publish until every batch is committed (acked by the collector)."""
-    asyncio.run(reset_table(dsn))
+    asyncio.run(reset_table(dsn, drain_analytics))
     watcher = AckWatcher(host, port, {device_id: len(batch) for device_id, batch in workload.messages.items()})
     go = threading.Event()
     threads = [
@@ -183,9 +196,9 @@ def end_to_end(host: str, port: int, dsn: str, workload: Workload) -> float:
     return seconds
 
 
-async def raw_copy(dsn: str, records: list[tuple]) -> float:
+async def raw_copy(dsn: str, records: list[tuple], drain_analytics: bool) -> float:
     """Seconds for one connection to binary-COPY ``records`` into wifi_sightings, chunk by chunk."""
-    await reset_table(dsn)
+    await reset_table(dsn, drain_analytics)
     connection = await asyncpg.connect(dsn)
     try:
         started_s = time.perf_counter()
@@ -229,7 +242,12 @@ def describe(pg: ThrowawayPostgres, dsn: str, args: argparse.Namespace, broker: 
             f"broker: {mosquitto}, max_inflight_messages={broker.max_inflight_messages}",
             "collector: one `footfall-collector run` process; ingest.flush_max_messages=500, flush_interval_ms=50,"
             " mqtt.receive_maximum=1000, limits.device_events_per_s=0 (bench devices send far above one real device);"
-            " analytics on (its own thread in the same process) with the default max_busy_share=0.25",
+            + (
+                " analytics on (its own process) with the default max_busy_share=0.25, drained before every measurement"
+                if args.with_analytics
+                else " analytics off (see the module docstring; --with-analytics)"
+            )
+            + f", ingest.check_workers={CHECK_WORKERS}",
             f"workload per run: {args.devices} devices x {args.batches_per_device} batches x"
             f" {args.sightings_per_batch} sightings = {total_batches} signed batches,"
             f" {total_batches * args.sightings_per_batch:,} sightings; publishers QoS 1 in this process",
@@ -246,6 +264,7 @@ def main() -> int:
     parser.add_argument("--batches-per-device", type=int, default=500)
     parser.add_argument("--sightings-per-batch", type=int, default=500)
     parser.add_argument("--no-durable", dest="durable", action="store_false", help="fsync and synchronous_commit off")
+    parser.add_argument("--with-analytics", action="store_true", help="run the collector's analytics too")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="footfall-bench-") as workdir, ThrowawayPostgres(
@@ -260,14 +279,19 @@ def main() -> int:
             for run in range(args.runs)
         ]
         asyncio.run(enroll(dsn, [device for devices in runs for device in devices]))
-        system.start_collector("collector", limits={"device_events_per_s": 0})
+        system.start_collector(
+            "collector",
+            limits={"device_events_per_s": 0},
+            analytics={"enabled": args.with_analytics},
+            ingest={"check_workers": CHECK_WORKERS},
+        )
         print(describe(pg, dsn, args, broker), flush=True)
         try:
             e2e_rates, copy_rates = [], []
             for run, devices in enumerate(runs, 1):
                 workload = build_workload(devices, args.batches_per_device, args.sightings_per_batch)
-                e2e_s = end_to_end(broker.host, broker.port, dsn, workload)
-                copy_s = asyncio.run(raw_copy(dsn, workload.records))
+                e2e_s = end_to_end(broker.host, broker.port, dsn, workload, args.with_analytics)
+                copy_s = asyncio.run(raw_copy(dsn, workload.records, args.with_analytics))
                 e2e_rates.append(workload.sightings / e2e_s)
                 copy_rates.append(workload.sightings / copy_s)
                 print(
