@@ -49,6 +49,7 @@ from collector.ratelimit import DeviceRateLimiter
 from collector.registry import DeviceRegistry
 from collector.state import CollectorState, ConnectionState
 from collector.web import create_app
+from collector.web.auth import plain_http_warning
 from shared.sdnotify import SystemdNotifier
 from shared.topics import parse_topic
 from shared.watchdog import Heartbeat, WatchdogFeeder
@@ -187,6 +188,9 @@ class CollectorService:
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()
         self.http_port = self._runner.addresses[0][1]
+        warning = plain_http_warning(self.config.web, self.config.http.host)
+        if warning:
+            log.warning(warning)
 
     async def _prepare_database(self) -> None:
         assert self._pool is not None

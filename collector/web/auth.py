@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,30 @@ class Credentials:
         user_ok = self.user is not None and self.password is not None
         user_ok = user_ok and (hmac.compare_digest(user, self.user) & hmac.compare_digest(password, self.password))
         return token_ok or user_ok
+
+
+def plain_http_warning(config: WebConfig, host: str) -> str | None:
+    """What to tell the operator when the page's credentials would cross a network in clear text, else None.
+
+    The collector speaks plain HTTP; TLS belongs to a proxy in front. Bound to
+    anything but loopback with the page on, a token or password reaches the
+    collector unencrypted from wherever the request came from.
+    """
+    if not config.enabled or _is_loopback(host):
+        return None
+    return (
+        f"web_page=on http.host={host or '*'} is not loopback: the page's credentials cross the network in clear text;"
+        " bind http.host to 127.0.0.1 and serve the page through a TLS-terminating proxy (docs/web.md)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name, or "" (every interface)
 
 
 def _read_secret(path: Path, key: str, what: str) -> bytes:

@@ -25,7 +25,7 @@ from collector.registry import add_site, enroll_device
 from collector.service import CollectorService
 from collector.state import CollectorState
 from collector.web import create_app
-from collector.web.auth import Credentials
+from collector.web.auth import Credentials, plain_http_warning
 from shared.devstack import Broker
 from shared.signing import DeviceSigner
 from tests.web.conftest import PASSWORD, TOKEN, USER, Serve
@@ -179,3 +179,30 @@ async def test_a_running_collector_serves_the_page_from_its_own_pool(
         assert [(d["site_id"], d["device_id"], d["problems"]) for d in json.loads(body)["devices"]] == [
             ("shop1", "pi1", ["never seen"])
         ]
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [("127.0.0.1", False), ("::1", False), ("localhost", False), ("0.0.0.0", True), ("", True), ("10.0.0.5", True),
+     ("collector.internal", True)],
+)  # fmt: skip
+def test_a_page_on_a_public_interface_is_warned_about(host: str, warned: bool, web_config: WebConfig) -> None:
+    warning = plain_http_warning(web_config, host)
+    assert (warning is not None) == warned
+    if warning:
+        assert "clear text" in warning and "TLS" in warning
+    assert plain_http_warning(WebConfig(), host) is None  # the page is off: nothing to leak
+
+
+async def test_the_collector_logs_the_warning_when_it_listens_publicly(
+    pg_dsn: str, broker: Broker, web_config: WebConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = CollectorConfig(
+        database=DatabaseConfig(dsn=pg_dsn),
+        mqtt=MqttConfig(host=broker.host, port=broker.port, version=5 if broker.mqtt5 else "3.1.1"),
+        http=HttpConfig(host="0.0.0.0", port=0),
+        web=web_config,
+    )
+    async with CollectorService(config):
+        pass
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "clear text" in r.getMessage()]
