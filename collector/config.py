@@ -148,6 +148,9 @@ class AnalyticsConfig:
     #: still show within ``interval_s``; under an ingest burst the rounds grow and space out,
     #: queued buckets coalesce, and ingest keeps the CPU.
     max_busy_share: float = 0.25
+    #: ... but never longer than this, seconds: after a catch-up round of minutes, the
+    #: tables are at most this far behind when the next round starts.
+    max_pause_s: float = 60.0
     #: A device further behind than this no longer holds its site's visits open, seconds.
     max_lateness_s: float = 3_600.0
 
@@ -155,6 +158,8 @@ class AnalyticsConfig:
         _positive(self.interval_s, "analytics.interval_s")
         if not 0 < self.max_busy_share <= 1:
             raise ValueError("analytics.max_busy_share must be in (0, 1], e.g. 0.25 for a quarter of the time")
+        if self.max_pause_s < self.interval_s:
+            raise ValueError("analytics.max_pause_s must be at least analytics.interval_s")
         if self.max_lateness_s < 0:
             raise ValueError("analytics.max_lateness_s must not be negative")
 

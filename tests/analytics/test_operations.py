@@ -88,6 +88,8 @@ def test_analytics_rounds_space_out_under_a_burst_and_keep_to_their_share_of_tim
     assert pause_s == pytest.approx(6.0)
     assert long_round_s / (long_round_s + pause_s) == pytest.approx(0.25)
     assert pause_after_round_s(long_round_s, AnalyticsConfig(max_busy_share=1.0)) == 1.0
+    # A catch-up round of minutes: the next one still comes within max_pause_s.
+    assert pause_after_round_s(235.0, config) == config.max_pause_s == 60.0
 
 
 async def test_a_crossing_shows_in_footfall_within_seconds_of_its_commit(pool, pg_dsn, broker):
