@@ -105,10 +105,12 @@ class StatusUpdate:
 
 @dataclass(frozen=True, slots=True)
 class Precheck:
-    """What a worker process found in a message with :func:`~shared.protocol.check_message`."""
+    """What a checker process (collector/checkers.py) found in a batch message."""
 
     #: (reason, detail) of the first problem, or None when the message decodes and every value is in range.
     error: tuple[str, str] | None
+    #: The raw public key the signature verified with; None when it was not given one or it did not verify.
+    signed_by: bytes | None = None
 
 
 def ingest_batch(
@@ -121,9 +123,10 @@ def ingest_batch(
 ) -> Accepted | Reject:
     """Check one batch message; see the module docstring for the order and the reason codes.
 
-    ``precheck`` is the answer of :func:`~shared.protocol.check_message` for this
-    payload at this ``received_at_s`` when a worker process already ran it
-    (collector/checkers.py): step 2 then only decodes.
+    ``precheck`` is what a checker process found in this payload at this
+    ``received_at_s`` (collector/checkers.py): step 2 then only decodes, and
+    step 4 is skipped when the signature verified with the very key the
+    registry holds for the device the body names.
     """
     parsed = parse_topic(topic)
     if parsed is None or parsed.kind != "batch":
@@ -142,7 +145,8 @@ def ingest_batch(
     verifier = lookup(batch.site_id, batch.device_id)
     if verifier is None:
         return _reject(topic, payload, received_at_s, "unknown_device", "device is not enrolled", *known)
-    if not is_valid_signature(verifier, signed.body, signed.signature):
+    verified = precheck is not None and precheck.signed_by == verifier.public_bytes_raw()
+    if not (verified or is_valid_signature(verifier, signed.body, signed.signature)):
         return _reject(topic, payload, received_at_s, "bad_signature", "signature does not verify", *known)
     if (parsed.site_id, parsed.device_id) != (batch.site_id, batch.device_id):
         detail = f"topic names {parsed.site_id}/{parsed.device_id}, body names {batch.site_id}/{batch.device_id}"

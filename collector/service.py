@@ -36,7 +36,7 @@ import asyncpg
 from aiohttp import web
 
 from collector.analytics.worker import AnalyticsWorker
-from collector.checkers import ValueCheckers
+from collector.checkers import Checkers
 from collector.config import CollectorConfig
 from collector.consumer import Backoff, InboundMessage, MqttConsumer
 from collector.db.migrate import apply_migrations
@@ -84,7 +84,7 @@ class CollectorService:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._analytics: AnalyticsWorker | None = None
-        self._checkers = ValueCheckers(config.ingest.check_workers)
+        self._checkers = Checkers(config.ingest.check_workers)
         #: One cache of existing partitions for the writer and retention (the analytics process keeps its own).
         self._partitions = PartitionManager()
         self.http_port: int | None = None
@@ -320,15 +320,25 @@ class CollectorService:
         return [self._limit(item) for item in items]
 
     async def _precheck(self, group: list[InboundMessage]) -> list[Precheck | None]:
-        """The per-value checks of the group's batches, done by the checker processes (None: not done)."""
+        """The checks of the group's batches, done by the checker processes (None: not done)."""
         is_batch = [not _is_status(message.topic) for message in group]
         answers = await self._checkers.check(
-            [(message.payload, message.received_at_s) for message, batch in zip(group, is_batch) if batch]
+            [
+                (message.payload, message.received_at_s, self._topic_key(message.topic))
+                for message, batch in zip(group, is_batch)
+                if batch
+            ]
         )
         if answers is None:
             return [None] * len(group)
         answer = iter(answers)
         return [next(answer) if batch else None for batch in is_batch]
+
+    def _topic_key(self, topic: str) -> bytes | None:
+        """The raw public key of the device ``topic`` names, for a checker to verify with."""
+        parsed = parse_topic(topic)
+        verifier = None if parsed is None else self._registry.verifier(parsed.site_id, parsed.device_id)
+        return None if verifier is None else verifier.public_bytes_raw()
 
     def _ingest_one(self, message: InboundMessage, precheck: Precheck | None) -> GroupItem:
         if _is_status(message.topic):

@@ -298,9 +298,10 @@ def open_message(message: bytes) -> SignedBody:
 def decode_body(body: bytes, now_s: float | None = None, values_checked: bool = False) -> Batch:
     """Decode and validate a batch document; ``now_s`` bounds timestamps from above.
 
-    ``values_checked``: :func:`check_message` already passed these very bytes
-    (in a worker process), so the per-value checks of the event columns — most
-    of the decoding time — are skipped; the document's shape is still checked.
+    ``values_checked``: a full decode already passed these very bytes (in a
+    checker process of the collector), so the per-value checks of the event
+    columns — most of the decoding time — are skipped; the document's shape is
+    still checked.
     """
     doc = _unpack(body)
     if not isinstance(doc, dict):
@@ -353,19 +354,6 @@ def _unpack(data: bytes) -> Any:
         raise ProtocolError("bad_msgpack", "trailing bytes after the document") from None
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
         raise ProtocolError("bad_msgpack", str(exc)[:200] or type(exc).__name__) from None
-
-
-def check_message(message: bytes, now_s: float) -> tuple[str, str] | None:
-    """(reason, detail) of what :func:`open_message` + :func:`decode_body` would refuse, else None.
-
-    A plain tuple, not the exception: the collector runs this in a worker
-    process and sends the answer back through a pipe.
-    """
-    try:
-        decode_body(open_message(message).body, now_s)
-    except ProtocolError as error:
-        return error.reason, error.detail
-    return None
 
 
 def _decode_block(block: type[EventBlock], doc: Any, max_time_s: float | None, values_checked: bool) -> EventBlock:

@@ -9,9 +9,10 @@ import msgpack
 import pytest
 
 from collector.ingest import Accepted, DeviceHealth, Precheck, Reject, StatusUpdate, ingest_batch, ingest_status
-from shared.protocol import MAX_EVENTS_PER_BLOCK, MAX_MESSAGE_BYTES, check_message, encode_body, frame_message
+from collector.checkers import precheck
+from shared.protocol import MAX_EVENTS_PER_BLOCK, MAX_MESSAGE_BYTES, encode_body, frame_message
 from shared.signing import DeviceSigner, load_verifier
-from shared.topics import batch_topic, status_topic
+from shared.topics import batch_topic, parse_topic, status_topic
 from tests.collector.collector_helpers import DEVICE, NOW_S, SITE, make_batch, sign
 
 TOPIC = batch_topic(SITE, DEVICE)
@@ -23,11 +24,18 @@ def lookup(signer: DeviceSigner):
     return lambda site, device: verifier if (site, device) == (SITE, DEVICE) else None
 
 
+def topic_key(topic: str, lookup) -> bytes | None:
+    """What the service hands a checker: the key of the device the topic names."""
+    parsed = parse_topic(topic)
+    verifier = None if parsed is None else lookup(parsed.site_id, parsed.device_id)
+    return None if verifier is None else verifier.public_bytes_raw()
+
+
 def ingest_both_ways(payload: bytes, lookup, topic: str = TOPIC) -> Accepted | Reject:
     """Ingest ``payload`` checked in place and prechecked as a checker process would: the results must agree."""
     in_place = ingest_batch(topic, payload, NOW_S, lookup)
-    prechecked = ingest_batch(topic, payload, NOW_S, lookup, precheck=Precheck(check_message(payload, NOW_S)))
-    assert prechecked == in_place
+    checked = precheck(payload, NOW_S, topic_key(topic, lookup))
+    assert ingest_batch(topic, payload, NOW_S, lookup, precheck=checked) == in_place
     return in_place
 
 
@@ -129,6 +137,21 @@ def test_unknown_device(signer: DeviceSigner, lookup) -> None:
 def test_topic_mismatch(signer: DeviceSigner, lookup) -> None:
     rejected = reject_of(sign(make_batch(1), signer), lookup, batch_topic(SITE, "other-device"))
     assert rejected.reason == "topic_mismatch"
+
+
+def test_a_checker_verifying_with_the_topics_key_does_not_vouch_for_the_device_the_body_names(
+    signer: DeviceSigner,
+) -> None:
+    """Enrolled A signs a body naming enrolled B and publishes it on A's topic: B's key must decide."""
+    other = DeviceSigner.generate()
+    keys = {(SITE, DEVICE): load_verifier(signer.public_key_bytes), (SITE, "b"): load_verifier(other.public_key_bytes)}
+    lookup = lambda site, device: keys.get((site, device))  # noqa: E731
+    payload = sign(make_batch(1, device_id="b"), signer)
+    checked = precheck(payload, NOW_S, signer.public_key_bytes)
+    assert checked == Precheck(None, signer.public_key_bytes)  # A's key does verify it
+    rejected = ingest_batch(TOPIC, payload, NOW_S, lookup, precheck=checked)
+    assert isinstance(rejected, Reject) and rejected.reason == "bad_signature"
+    assert rejected == ingest_batch(TOPIC, payload, NOW_S, lookup)
 
 
 @pytest.mark.parametrize("topic", ["footfall/v1/shop1/pi1/status", "elsewhere", "footfall/v2/a/b/batch", "a\x00b"])
