@@ -80,10 +80,6 @@ class AnalyticsWorker:
         )
         self._stop_receiver = stop_receiver
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
     def start(self) -> None:
         self._log_thread.start()
         self._process.start()

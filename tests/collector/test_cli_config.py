@@ -33,6 +33,7 @@ def test_environment_overrides_the_dsn(tmp_path: Path) -> None:
         ("ingest:\n  flush_max_messages: many\n", "whole number"),
         ("analytics:\n  max_busy_share: 0\n", "analytics.max_busy_share"),
         ("analytics:\n  max_pause_s: 0.5\n", "analytics.max_pause_s"),
+        ("ingest:\n  check_workers: -1\n", "ingest.check_workers"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
